@@ -1,0 +1,166 @@
+// Package allinone runs agentaudit on one machine in one process: embedded
+// Kafka (kfake) and embedded ClickHouse (libchdb) unless external addresses
+// are given, migrations applied, and the services selected by -target.
+package allinone
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/agentaudit/agentaudit/internal/chdb"
+	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/kafkabroker"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
+	"github.com/agentaudit/agentaudit/internal/telemetry"
+)
+
+// Config of the all-in-one process.
+type Config struct {
+	DataDir    string           `yaml:"data_dir"`
+	Target     string           `yaml:"target"`
+	Kafka      KafkaConfig      `yaml:"kafka"`
+	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
+	Telemetry  telemetry.Config `yaml:"telemetry"`
+}
+
+// KafkaConfig: embedded kfake unless Brokers is set.
+type KafkaConfig struct {
+	Brokers     config.StringSlice `yaml:"brokers"`
+	Port        int                `yaml:"port"`
+	SpansTopic  string             `yaml:"spans_topic"`
+	EventsTopic string             `yaml:"events_topic"`
+	Partitions  int                `yaml:"partitions"`
+}
+
+// ClickHouseConfig: embedded engine unless External is set.
+type ClickHouseConfig struct {
+	External bool           `yaml:"external"`
+	TCPPort  int            `yaml:"tcp_port"`
+	HTTPPort int            `yaml:"http_port"`
+	Conn     chstore.Config `yaml:"conn"`
+}
+
+// RegisterFlags binds the config to flags with defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", "data", "directory for the embedded engines' data (kept across restarts)")
+	fs.StringVar(&c.Target, "target", "all", "services to run: all or a comma list of ingest,detector,query")
+	config.StringSliceVar(fs, (*[]string)(&c.Kafka.Brokers), "kafka.brokers", nil, "external Kafka bootstrap brokers (empty: embedded kfake)")
+	fs.IntVar(&c.Kafka.Port, "kafka.port", 9092, "embedded Kafka port on 127.0.0.1 (0: free port)")
+	fs.StringVar(&c.Kafka.SpansTopic, "kafka.spans-topic", "otlp_spans", "topic of OTLP trace messages")
+	fs.StringVar(&c.Kafka.EventsTopic, "kafka.events-topic", "agent_audit_events", "topic of audit events")
+	fs.IntVar(&c.Kafka.Partitions, "kafka.partitions", 4, "partitions of topics created in the embedded Kafka")
+	fs.BoolVar(&c.ClickHouse.External, "clickhouse.external", false, "use the ClickHouse at -clickhouse.addr instead of the embedded engine")
+	fs.IntVar(&c.ClickHouse.TCPPort, "clickhouse.tcp-port", 9000, "embedded ClickHouse native port on 127.0.0.1 (0: free port)")
+	fs.IntVar(&c.ClickHouse.HTTPPort, "clickhouse.http-port", 8123, "embedded ClickHouse HTTP port on 127.0.0.1 (0: free port)")
+	c.ClickHouse.Conn.RegisterFlagsWithPrefix("clickhouse.", fs)
+	c.Telemetry.RegisterFlagsWithPrefix("telemetry.", "127.0.0.1:9464", fs)
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, t := range strings.Split(c.Target, ",") {
+		switch strings.TrimSpace(t) {
+		case "all", "ingest", "detector", "query":
+		default:
+			errs = append(errs, config.Field("target", fmt.Errorf("%w: unknown target %q", config.ErrInvalid, t)))
+		}
+	}
+	if c.Kafka.Partitions < 1 {
+		errs = append(errs, config.Field("kafka.partitions", fmt.Errorf("%w: must be >= 1", config.ErrInvalid)))
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts everything and blocks until ctx is cancelled, then stops in
+// reverse order. out receives the short human-readable start summary.
+func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error {
+	var stops []func(context.Context) error
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		for i := len(stops) - 1; i >= 0; i-- {
+			if err := stops[i](sctx); err != nil {
+				log.Error("stop", "err", err)
+			}
+		}
+	}()
+
+	chCfg := cfg.ClickHouse.Conn
+	chKind := "external"
+	if !cfg.ClickHouse.External {
+		s, err := chdb.StartInProcess(ctx, chdb.Options{
+			DataDir:  filepath.Join(cfg.DataDir, "clickhouse"),
+			TCPPort:  cfg.ClickHouse.TCPPort,
+			HTTPPort: cfg.ClickHouse.HTTPPort,
+			Logger:   log,
+		})
+		if err != nil {
+			return fmt.Errorf("embedded clickhouse: %w", err)
+		}
+		stops = append(stops, s.Stop)
+		chCfg.Addr = config.StringSlice{s.Addr()}
+		chKind = "embedded, data in " + s.DataDir()
+	}
+	ran, err := chstore.Migrate(ctx, chCfg, log)
+	if err != nil {
+		return err
+	}
+	conn, err := chstore.Open(ctx, chCfg)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func(context.Context) error { return conn.Close() })
+	version, err := chstore.ServerVersion(ctx, conn)
+	if err != nil {
+		return err
+	}
+
+	brokers := []string(cfg.Kafka.Brokers)
+	kafkaKind := "external"
+	if len(brokers) == 0 {
+		b, err := kafkabroker.StartFake(kafkabroker.FakeOptions{
+			Port:    cfg.Kafka.Port,
+			DataDir: filepath.Join(cfg.DataDir, "kafka"),
+			Topics: map[string]int{
+				cfg.Kafka.SpansTopic:  cfg.Kafka.Partitions,
+				cfg.Kafka.EventsTopic: cfg.Kafka.Partitions,
+			},
+			AutoCreateTopics:  true,
+			DefaultPartitions: cfg.Kafka.Partitions,
+			Logger:            log,
+		})
+		if err != nil {
+			return fmt.Errorf("embedded kafka: %w", err)
+		}
+		stops = append(stops, func(context.Context) error { return b.Close() })
+		brokers = []string{b.Addr()}
+		kafkaKind = b.Kind() + " (embedded)"
+	}
+
+	reg := telemetry.NewRegistry()
+	admin := telemetry.NewServer(cfg.Telemetry.ListenAddress, reg, log)
+	admin.AddReadinessCheck("clickhouse", conn.Ping)
+	if err := admin.Listen(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(out, "agentaudit all-in-one is up\n")
+	fmt.Fprintf(out, "  clickhouse  %s  ClickHouse %s (%s), database %s, %d migrations applied now\n", chCfg.Addr[0], version, chKind, chCfg.Database, len(ran))
+	fmt.Fprintf(out, "  kafka       %s  %s, topics %s and %s\n", strings.Join(brokers, ","), kafkaKind, cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic)
+	fmt.Fprintf(out, "  metrics     http://%s/metrics   health http://%s/readyz\n", admin.Addr(), admin.Addr())
+	fmt.Fprintf(out, "  Ctrl-C stops everything; data is kept in %s\n", cfg.DataDir)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return admin.Run(gctx) })
+	return g.Wait()
+}
