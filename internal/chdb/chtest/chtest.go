@@ -36,14 +36,14 @@ var shared struct {
 }
 
 // Main runs the tests with a shared server and exits.
-func Main(m *testing.M) {
+func Main(m interface{ Run() int }) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(chdb.ServeMain(os.Args[1:], os.Stderr))
 	}
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m interface{ Run() int }) int {
 	ctx := context.Background()
 	if addr := os.Getenv("AGENTAUDIT_TEST_CLICKHOUSE"); addr != "" {
 		shared.addr = addr

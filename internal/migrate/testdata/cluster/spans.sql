@@ -61,7 +61,9 @@ CREATE TABLE IF NOT EXISTS `agentaudit`.spans ON CLUSTER `audit_cluster`
     links_span_id          Array(String) CODEC(ZSTD(1)),
     links_trace_state      Array(String) CODEC(ZSTD(1)),
     links_attributes       Array(Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
-    dropped_counts         Tuple(attributes UInt32, events UInt32, links UInt32),
+    dropped_attributes_count UInt32 CODEC(T64, ZSTD(1)),
+    dropped_events_count   UInt32 CODEC(T64, ZSTD(1)),
+    dropped_links_count    UInt32 CODEC(T64, ZSTD(1)),
 
     src_partition          UInt16 CODEC(ZSTD(1)),
     src_offset             UInt64 CODEC(Delta, ZSTD(1)),

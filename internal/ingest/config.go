@@ -1,0 +1,101 @@
+package ingest
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/event"
+)
+
+// Config of the ingest service.
+type Config struct {
+	Brokers           config.StringSlice `yaml:"brokers"`
+	GroupID           string             `yaml:"group_id"`
+	SpansTopic        string             `yaml:"spans_topic"`
+	SpansEncoding     string             `yaml:"spans_encoding"`
+	EventsTopic       string             `yaml:"events_topic"`
+	DeadLetterSuffix  string             `yaml:"dead_letter_suffix"`
+	Spans             event.SpanOptions  `yaml:"spans"`
+	Events            event.EventOptions `yaml:"events"`
+	Batch             BatchConfig        `yaml:"batch"`
+	Retry             RetryConfig        `yaml:"retry"`
+	FetchMaxBytes     int                `yaml:"fetch_max_bytes"`
+	ShutdownTimeout   time.Duration      `yaml:"shutdown_timeout"`
+	SessionTimeout    time.Duration      `yaml:"session_timeout"`
+	HeartbeatInterval time.Duration      `yaml:"heartbeat_interval"`
+}
+
+// BatchConfig: a partition's batch is flushed when any limit is reached.
+type BatchConfig struct {
+	MaxRows  int           `yaml:"max_rows"`
+	MaxBytes int           `yaml:"max_bytes"`
+	MaxAge   time.Duration `yaml:"max_age"`
+}
+
+// RetryConfig: exponential backoff with full jitter for ClickHouse and
+// dead-letter writes. They are retried until they succeed or the partition
+// is given up (rebalance, shutdown); offsets never move past unwritten rows.
+type RetryConfig struct {
+	MinBackoff time.Duration `yaml:"min_backoff"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+// RegisterFlagsWithPrefix binds the config to flags (prefix e.g. "ingest.").
+func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
+	config.StringSliceVar(fs, (*[]string)(&c.Brokers), p+"kafka.brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers")
+	fs.StringVar(&c.GroupID, p+"kafka.group-id", "agentaudit-ingest", "consumer group")
+	fs.StringVar(&c.SpansTopic, p+"kafka.spans-topic", "otlp_spans", "topic of OTLP ExportTraceServiceRequest messages (as the Collector's kafkaexporter writes them); empty disables")
+	fs.StringVar(&c.SpansEncoding, p+"kafka.spans-encoding", "otlp_proto", "encoding of the spans topic: otlp_proto or otlp_json")
+	fs.StringVar(&c.EventsTopic, p+"kafka.events-topic", "agent_audit_events", "topic of JSON audit events; empty disables")
+	fs.StringVar(&c.DeadLetterSuffix, p+"kafka.dead-letter-suffix", "_dlq", "dead-letter topic = source topic + this suffix")
+	c.Spans.RegisterFlagsWithPrefix(p+"spans.", fs)
+	c.Events.RegisterFlagsWithPrefix(p+"events.", fs)
+	fs.IntVar(&c.Batch.MaxRows, p+"batch.max-rows", 50_000, "flush a partition's batch at this many rows")
+	fs.IntVar(&c.Batch.MaxBytes, p+"batch.max-bytes", 32<<20, "flush a partition's batch at this many message bytes")
+	fs.DurationVar(&c.Batch.MaxAge, p+"batch.max-age", time.Second, "flush a partition's batch this long after its first message")
+	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 100*time.Millisecond, "first retry backoff")
+	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 10*time.Second, "largest retry backoff")
+	fs.IntVar(&c.FetchMaxBytes, p+"kafka.fetch-max-bytes", 4<<20, "max bytes per fetch request per partition")
+	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to flush and commit on shutdown or rebalance")
+	fs.DurationVar(&c.SessionTimeout, p+"kafka.session-timeout", 20*time.Second, "consumer group session timeout")
+	fs.DurationVar(&c.HeartbeatInterval, p+"kafka.heartbeat-interval", 2*time.Second, "consumer group heartbeat interval")
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field string, err error) { errs = append(errs, config.Field(field, err)) }
+	positive := func(field string, v int64) {
+		if v <= 0 {
+			add(field, fmt.Errorf("%w: must be > 0", config.ErrInvalid))
+		}
+	}
+	if len(c.Brokers) == 0 {
+		add("brokers", config.ErrRequired)
+	}
+	if c.GroupID == "" {
+		add("group_id", config.ErrRequired)
+	}
+	if c.SpansTopic == "" && c.EventsTopic == "" {
+		add("spans_topic", fmt.Errorf("%w: at least one of spans_topic and events_topic", config.ErrRequired))
+	}
+	if c.SpansEncoding != "otlp_proto" && c.SpansEncoding != "otlp_json" {
+		add("spans_encoding", fmt.Errorf("%w: %q, want otlp_proto or otlp_json", config.ErrInvalid, c.SpansEncoding))
+	}
+	if c.DeadLetterSuffix == "" {
+		add("dead_letter_suffix", config.ErrRequired)
+	}
+	positive("batch.max_rows", int64(c.Batch.MaxRows))
+	positive("batch.max_bytes", int64(c.Batch.MaxBytes))
+	positive("batch.max_age", int64(c.Batch.MaxAge))
+	positive("retry.min_backoff", int64(c.Retry.MinBackoff))
+	if c.Retry.MaxBackoff < c.Retry.MinBackoff {
+		add("retry.max_backoff", fmt.Errorf("%w: must be >= min_backoff", config.ErrInvalid))
+	}
+	positive("fetch_max_bytes", int64(c.FetchMaxBytes))
+	positive("shutdown_timeout", int64(c.ShutdownTimeout))
+	return errors.Join(errs...)
+}

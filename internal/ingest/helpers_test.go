@@ -1,0 +1,219 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
+	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/kafkabroker"
+	"github.com/agentaudit/agentaudit/internal/migrate"
+	"github.com/agentaudit/agentaudit/schema"
+)
+
+// testTrace builds one trace of n spans (an invoke_agent root and tool
+// children) for tenant, deterministic in seed.
+func testTrace(seed uint64, tenant string, n int, at time.Time) ([]byte, string) {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "agent-runtime")
+	rs.Resource().Attributes().PutStr("tenant.id", tenant)
+	ss := rs.ScopeSpans().AppendEmpty()
+	ss.Scope().SetName("agentaudit.test")
+	var tid pcommon.TraceID
+	binary.BigEndian.PutUint64(tid[:8], seed+1)
+	binary.BigEndian.PutUint64(tid[8:], 0xabcdef)
+	var root pcommon.SpanID
+	for i := range n {
+		sp := ss.Spans().AppendEmpty()
+		sp.SetTraceID(tid)
+		var sid pcommon.SpanID
+		binary.BigEndian.PutUint64(sid[:], seed<<8|uint64(i)+1)
+		sp.SetSpanID(sid)
+		start := at.Add(time.Duration(i) * time.Millisecond)
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(5 * time.Millisecond)))
+		if i == 0 {
+			root = sid
+			sp.SetName("invoke_agent planner")
+			sp.Attributes().PutStr("gen_ai.operation.name", "invoke_agent")
+			sp.Attributes().PutStr("gen_ai.agent.id", fmt.Sprintf("agent-%d", seed%7))
+		} else {
+			sp.SetParentSpanID(root)
+			sp.SetName("execute_tool db.query")
+			sp.Attributes().PutStr("gen_ai.operation.name", "execute_tool")
+			sp.Attributes().PutStr("gen_ai.tool.name", "db.query")
+			sp.Attributes().PutInt("gen_ai.usage.input_tokens", int64(i*10))
+		}
+	}
+	b, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		panic(err)
+	}
+	return b, hex.EncodeToString(tid[:])
+}
+
+// testEvent builds one valid audit event.
+func testEvent(seed uint64, tenant string, at time.Time) []byte {
+	h := sha256.Sum256([]byte(fmt.Sprint(seed)))
+	var id uuid.UUID
+	binary.BigEndian.PutUint64(id[:8], seed+1)
+	binary.BigEndian.PutUint64(id[8:], 0x4000_8000_0000_0000)
+	id[6] = 0x40 | id[6]&0x0f
+	id[8] = 0x80 | id[8]&0x3f
+	b, _ := json.Marshal(map[string]any{
+		"event_id": id.String(), "ts": at.Format(time.RFC3339Nano), "tenant_id": tenant,
+		"agent_id": fmt.Sprintf("agent-%d", seed%7), "parent_identity": "user:alice@example.com",
+		"token_id": fmt.Sprintf("tok-%d", seed%11), "token_type": "oauth",
+		"delegation_scope": []string{"db:read"}, "required_scopes": []string{"db:read"},
+		"tool_name": "db.query", "tool_params_hash": hex.EncodeToString(h[:]),
+		"resource": "db://orders", "resource_tenant_id": tenant, "policy_decision": "allow",
+	})
+	return b
+}
+
+type env struct {
+	broker *kafkabroker.Broker
+	conn   driver.Conn
+	db     string
+	cfg    Config
+}
+
+// newEnv gives a test a fresh database with the schema, a kfake broker with
+// the two topics, and an ingest config pointing at both.
+func newEnv(t *testing.T, partitions int) *env {
+	t.Helper()
+	conn, db := chtest.Database(t)
+	ms, err := migrate.Load(schema.Migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Apply(context.Background(), conn, ms, migrate.Options{Database: db}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := kafkabroker.StartFake(kafkabroker.FakeOptions{
+		Topics: map[string]int{"spans": partitions, "events": partitions}, AutoCreateTopics: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return &env{broker: b, conn: conn, db: db, cfg: testConfig(b.Addr())}
+}
+
+func testConfig(broker string) Config {
+	var c Config
+	fs := flagSet()
+	c.RegisterFlagsWithPrefix("", fs)
+	c.Brokers = config.StringSlice{broker}
+	c.SpansTopic, c.EventsTopic = "spans", "events"
+	c.GroupID = "ingest-test"
+	c.Batch.MaxAge = 200 * time.Millisecond
+	c.Retry.MaxBackoff = 500 * time.Millisecond
+	c.SessionTimeout = 6 * time.Second
+	c.HeartbeatInterval = 500 * time.Millisecond
+	c.ShutdownTimeout = 5 * time.Second
+	return c
+}
+
+func produce(t *testing.T, addr, topic string, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: topic, Balancer: &kafka.Hash{}, BatchTimeout: 5 * time.Millisecond, RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	for len(msgs) > 0 {
+		n := min(len(msgs), 1000)
+		if err := w.WriteMessages(context.Background(), msgs[:n]...); err != nil {
+			t.Fatalf("produce to %s: %v", topic, err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
+// startService runs the ingest service until the returned stop is called.
+func startService(t *testing.T, e *env, cfg Config) (stop func()) {
+	t.Helper()
+	log := slog.New(slog.NewJSONHandler(testLogWriter(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	svc, err := New(cfg, e.conn, e.db, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	var stopped bool
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("ingest Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("ingest did not stop within 30s")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func testLogWriter() io.Writer {
+	if os.Getenv("AGENTAUDIT_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+// counts returns count() and uniqExact of the natural key of a table, plain
+// SELECTs without FINAL, as any SQL client would see them.
+func counts(t *testing.T, conn driver.Conn, table string) (rows, unique uint64) {
+	t.Helper()
+	key := "(trace_id, span_id)"
+	if table == "audit_events" {
+		key = "event_id"
+	}
+	if err := conn.QueryRow(context.Background(), "SELECT count(), uniqExact("+key+") FROM "+table).Scan(&rows, &unique); err != nil {
+		t.Fatal(err)
+	}
+	return rows, unique
+}
+
+// waitCounts waits until table has want rows, then checks it stays there
+// and that every row is unique.
+func waitCounts(t *testing.T, conn driver.Conn, table string, want uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var rows, unique uint64
+	for time.Now().Before(deadline) {
+		rows, unique = counts(t, conn, table)
+		if rows >= want {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	rows, unique = counts(t, conn, table)
+	if rows != want || unique != want {
+		t.Fatalf("%s: count()=%d uniqExact(key)=%d, want both %d", table, rows, unique, want)
+	}
+	t.Logf("%s: count()=%d uniqExact(key)=%d (want %d)", table, rows, unique, want)
+}

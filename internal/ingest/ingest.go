@@ -1,0 +1,161 @@
+// Package ingest consumes OTLP spans and audit events from Kafka and writes
+// them to ClickHouse, every row exactly once.
+//
+// # Delivery
+//
+// One worker per assigned partition (kafka-go ConsumerGroup generations)
+// decodes messages into a batch and flushes it by rows, bytes or age. A flush
+// (1) publishes the batch's invalid messages to the dead-letter topic,
+// (2) inserts the rows with an insert_deduplication_token derived from the
+// partition and offset range, retrying with backoff until ClickHouse
+// acknowledges, and only then (3) commits the offset after the batch. While a
+// flush retries, the worker does not fetch: a slow or absent ClickHouse stops
+// consumption instead of filling memory.
+//
+// # Exactly-once rows
+//
+// Each row carries its origin (src_partition, src_offset, src_index). When a
+// worker takes a partition (start, restart after a crash, rebalance) it reads
+// from ClickHouse which rows at or after the committed offset are already
+// stored and skips exactly those while re-consuming. This covers a crash
+// between insert and commit, and an INSERT that was applied only in part (an
+// INSERT spanning several daily partitions writes one part per partition and
+// is not atomic). Retries of the same batch within a process reuse the same
+// deduplication token, so an insert that succeeded but whose acknowledgement
+// was lost is not applied twice. A plain count() therefore equals what was
+// produced, with no FINAL and no merge needed.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+)
+
+// Service is the ingest consumer.
+type Service struct {
+	cfg      Config
+	conn     driver.Conn
+	db       string
+	log      *slog.Logger
+	m        *metrics
+	dlq      *kafka.Writer
+	handlers map[string]handler // by topic
+}
+
+// New builds the service. conn must have database db as its default.
+func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:  cfg,
+		conn: conn,
+		db:   db,
+		log:  log,
+		m:    newMetrics(reg),
+		dlq: &kafka.Writer{
+			Addr:                   kafka.TCP(cfg.Brokers...),
+			Balancer:               &kafka.Hash{},
+			RequiredAcks:           kafka.RequireAll,
+			BatchTimeout:           5 * time.Millisecond,
+			AllowAutoTopicCreation: true,
+			MaxAttempts:            3,
+		},
+		handlers: map[string]handler{},
+	}
+	if cfg.SpansTopic != "" {
+		h, err := newSpanHandler(cfg, s.m)
+		if err != nil {
+			return nil, err
+		}
+		s.handlers[cfg.SpansTopic] = h
+	}
+	if cfg.EventsTopic != "" {
+		h, err := newEventHandler(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.handlers[cfg.EventsTopic] = h
+	}
+	return s, nil
+}
+
+// Run consumes until ctx is cancelled, then flushes, commits and returns.
+func (s *Service) Run(ctx context.Context) error {
+	topics := make([]string, 0, len(s.handlers))
+	for t := range s.handlers {
+		topics = append(topics, t)
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                s.cfg.GroupID,
+		Brokers:           s.cfg.Brokers,
+		Topics:            topics,
+		StartOffset:       kafka.FirstOffset,
+		SessionTimeout:    s.cfg.SessionTimeout,
+		RebalanceTimeout:  s.cfg.SessionTimeout,
+		HeartbeatInterval: s.cfg.HeartbeatInterval,
+		JoinGroupBackoff:  time.Second,
+		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { s.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...)) }),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group: %w", err)
+	}
+	defer s.dlq.Close()
+	s.ensureDeadLetterTopics(ctx)
+	// Closing the group ends the current generation, which cancels the
+	// workers' contexts and waits until every worker has flushed and returned.
+	stop := context.AfterFunc(ctx, func() { group.Close() })
+	defer stop()
+	defer group.Close()
+	s.log.Info("ingest consuming", "topics", topics, "group", s.cfg.GroupID)
+	for {
+		gen, err := group.Next(ctx)
+		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+			return nil
+		}
+		if err != nil {
+			s.log.Warn("join consumer group", "err", err)
+			continue
+		}
+		s.m.generations.Inc()
+		n := 0
+		for topic, parts := range gen.Assignments {
+			h := s.handlers[topic]
+			for _, pa := range parts {
+				w := &worker{s: s, h: h, gen: gen, topic: topic, partition: pa.ID, committed: pa.Offset}
+				gen.Start(w.run)
+				n++
+			}
+		}
+		s.log.Info("consumer group generation", "generation", gen.ID, "partitions", n)
+	}
+}
+
+// backoff returns the wait before retry attempt n (0-based): exponential,
+// capped, with full jitter.
+func backoff(cfg RetryConfig, attempt int) time.Duration {
+	d := cfg.MinBackoff << min(attempt, 20)
+	if d <= 0 || d > cfg.MaxBackoff {
+		d = cfg.MaxBackoff
+	}
+	return time.Duration(rand.Int64N(int64(d)) + 1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,192 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
+
+	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
+)
+
+func TestMain(m *testing.M) {
+	chtest.Main(&leakCheck{m})
+}
+
+// leakCheck runs goleak after the tests (chtest.Main owns os.Exit).
+type leakCheck struct{ m chtestM }
+
+type chtestM interface{ Run() int }
+
+func (l *leakCheck) Run() int {
+	code := l.m.Run()
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreCurrent()); err != nil {
+			fmt.Println("goleak:", err)
+			return 1
+		}
+	}
+	return code
+}
+
+// Every span and event produced is stored once; nothing else.
+func TestIngestStoresEverySpanAndEventOnce(t *testing.T) {
+	e := newEnv(t, 3)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	var spans, events []kafka.Message
+	for i := range 300 {
+		v, key := testTrace(uint64(i), fmt.Sprintf("tenant-%d", i%4), 3, now)
+		spans = append(spans, kafka.Message{Key: []byte(key), Value: v})
+		events = append(events, kafka.Message{Key: []byte(fmt.Sprintf("tenant-%d", i%4)), Value: testEvent(uint64(i), fmt.Sprintf("tenant-%d", i%4), now)})
+	}
+	produce(t, e.broker.Addr(), "spans", spans...)
+	produce(t, e.broker.Addr(), "events", events...)
+	startService(t, e, e.cfg)
+	waitCounts(t, e.conn, "spans", 900, 30*time.Second)
+	waitCounts(t, e.conn, "audit_events", 300, 30*time.Second)
+
+	var tenants uint64
+	var inputTokens uint64
+	if err := e.conn.QueryRow(context.Background(), "SELECT uniqExact(tenant_id), sum(input_tokens) FROM spans").Scan(&tenants, &inputTokens); err != nil {
+		t.Fatal(err)
+	}
+	if tenants != 4 || inputTokens != 300*(10+20) {
+		t.Fatalf("tenants=%d input_tokens=%d", tenants, inputTokens)
+	}
+}
+
+// A previous owner of the partition inserted some rows (one message only in
+// part, as an INSERT spanning two daily partitions can leave it) and died
+// before committing. The new owner completes them without writing any twice.
+func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
+	e := newEnv(t, 1)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	var msgs []kafka.Message
+	for i := range 50 {
+		v, key := testTrace(uint64(i), "acme", 4, now)
+		msgs = append(msgs, kafka.Message{Key: []byte(key), Value: v})
+	}
+	produce(t, e.broker.Addr(), "spans", msgs...)
+
+	// The earlier owner: rows of offsets 0..19 and span 0 and 2 of offset 20.
+	h, err := newSpanHandler(e.cfg, newMetrics(promRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := h.newBatch().(*spanBatch)
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{e.broker.Addr()}, Topic: "spans", Partition: 0})
+	defer r.Close()
+	for i := 0; i <= 20; i++ {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.add(m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := b.spans[:0]
+	for _, s := range b.spans {
+		if s.SrcOffset < 20 || s.SrcIndex == 0 || s.SrcIndex == 2 {
+			kept = append(kept, s)
+		}
+	}
+	b.spans = kept
+	if err := b.insert(ctx, e.conn, "earlier-owner"); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := counts(t, e.conn, "spans"); rows != 20*4+2 {
+		t.Fatalf("setup: %d rows", rows)
+	}
+
+	e.cfg.EventsTopic = ""
+	startService(t, e, e.cfg)
+	waitCounts(t, e.conn, "spans", 50*4, 30*time.Second)
+}
+
+// Undecodable and invalid messages go to the dead-letter topic with their
+// reason and source position; every valid row around them is stored and the
+// partition does not stall.
+func TestPoisonMessagesAreDeadLetteredAndDoNotStallThePartition(t *testing.T) {
+	e := newEnv(t, 1)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	valid, _ := testTrace(1, "acme", 3, now)
+	poison := map[string][]byte{
+		"random bytes":       []byte("\x00\xff\x13garbage\x99\x98"),
+		"truncated protobuf": valid[:len(valid)/2],
+		"ancient timestamp":  func() []byte { v, _ := testTrace(2, "acme", 3, now.AddDate(-5, 0, 0)); return v }(),
+	}
+	var spanMsgs []kafka.Message
+	wantSpans := 0
+	for i := range 20 {
+		v, key := testTrace(uint64(100+i), "acme", 3, now)
+		spanMsgs = append(spanMsgs, kafka.Message{Key: []byte(key), Value: v})
+		wantSpans += 3
+		for name, p := range poison {
+			if i == 5 {
+				spanMsgs = append(spanMsgs, kafka.Message{Key: []byte(name), Value: p})
+			}
+		}
+	}
+	eventPoison := map[string][]byte{
+		"not json":        []byte("{not json"),
+		"missing fields":  []byte(`{"event_id":"5c1d9e34-5c7a-4c39-9a4f-5d8c8a0b9e11"}`),
+		"invalid utf-8":   []byte("{\"event_id\":\"\xff\xfe\"}"),
+		"raw tool params": []byte(strings.Replace(string(testEvent(7, "acme", now)), `"tool_name"`, `"tool_params":{"sql":"select 1"},"tool_name"`, 1)),
+	}
+	var eventMsgs []kafka.Message
+	for i := range 20 {
+		eventMsgs = append(eventMsgs, kafka.Message{Value: testEvent(uint64(1000+i), "acme", now)})
+		if i == 3 {
+			for _, p := range eventPoison {
+				eventMsgs = append(eventMsgs, kafka.Message{Value: p})
+			}
+		}
+	}
+	produce(t, e.broker.Addr(), "spans", spanMsgs...)
+	produce(t, e.broker.Addr(), "events", eventMsgs...)
+	startService(t, e, e.cfg)
+	waitCounts(t, e.conn, "spans", uint64(wantSpans), 30*time.Second)
+	waitCounts(t, e.conn, "audit_events", 20, 30*time.Second)
+
+	for topic, want := range map[string]int{"spans_dlq": len(poison), "events_dlq": len(eventPoison)} {
+		got := readAll(t, e.broker.Addr(), topic, want)
+		for _, m := range got {
+			h := headers(m)
+			if h[HeaderReason] == "" || h[HeaderSourceTopic]+"_dlq" != topic || h[HeaderSourceOffset] == "" || h[HeaderError] == "" {
+				t.Fatalf("%s: dead letter lacks headers: %v", topic, h)
+			}
+			t.Logf("%s: offset %s reason %s: %.80s", topic, h[HeaderSourceOffset], h[HeaderReason], h[HeaderError])
+		}
+	}
+}
+
+func readAll(t *testing.T, addr, topic string, want int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, Topic: topic, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var out []kafka.Message
+	for len(out) < want {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("%s: read %d of %d: %v", topic, len(out), want, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func headers(m kafka.Message) map[string]string {
+	h := map[string]string{}
+	for _, x := range m.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	return h
+}
