@@ -13,10 +13,6 @@ import (
 func main() {
 	var cfg ingest.ServiceConfig
 	os.Exit(app.Main("ingest", &cfg, os.Args[1:], os.Stderr, func(ctx context.Context, d app.Deps) error {
-		svc, err := ingest.New(cfg.Ingest, d.Conn, d.Database, d.Logger, d.Registry)
-		if err != nil {
-			return err
-		}
-		return svc.Run(ctx)
+		return ingest.RunService(ctx, &cfg, d.Conn, d.Database, d.Logger, d.Registry)
 	}))
 }

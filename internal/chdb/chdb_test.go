@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,4 +287,43 @@ func firstLine(err error) string {
 		return s[:i]
 	}
 	return s
+}
+
+// A client whose connection is reset mid-INSERT (what the kernel does when
+// the client process is SIGKILLed) must not take the server down. Bare
+// libchdb terminates on it; the relay in front of the engine prevents that.
+func TestClientResetMidInsertLeavesServerUp(t *testing.T) {
+	conn, db := chtest.Database(t)
+	ctx := context.Background()
+	if err := conn.Exec(ctx, "CREATE TABLE r (s String, m Map(String, String)) ENGINE = MergeTree ORDER BY s"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		raw, err := net.Dial("tcp", chtest.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := clickhouse.Open(&clickhouse.Options{
+			Addr: []string{chtest.Addr()}, Auth: clickhouse.Auth{Database: db},
+			DialContext: func(context.Context, string) (net.Conn, error) { return raw, nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := c.PrepareBatch(ctx, "INSERT INTO r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range 50_000 {
+			_ = b.Append(fmt.Sprint(i, j), map[string]string{"k": "v"})
+		}
+		go func() { _ = b.Send() }()
+		time.Sleep(time.Duration(5+i*10) * time.Millisecond)
+		_ = raw.(*net.TCPConn).SetLinger(0) // close with RST, as a killed process does
+		_ = raw.Close()
+		time.Sleep(200 * time.Millisecond)
+		if err := conn.Ping(ctx); err != nil {
+			t.Fatalf("server down after reset %d: %v", i+1, err)
+		}
+	}
 }

@@ -78,14 +78,35 @@ func StartInProcess(ctx context.Context, o Options) (*Server, error) {
 	}
 	lib.setSigHandlers(false)
 
+	// The engine listens on private loopback ports behind relays on the
+	// public ones (see relay.go for why).
+	public := o
+	for _, p := range []*int{&o.TCPPort, &o.HTTPPort} {
+		if *p, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	engineTCP := fmt.Sprintf("127.0.0.1:%d", o.TCPPort)
+	tcpRelay, err := startRelay(fmt.Sprintf("127.0.0.1:%d", public.TCPPort), engineTCP, o.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("chdb: listen on native port %d: %w", public.TCPPort, err)
+	}
+	httpRelay, err := startRelay(fmt.Sprintf("127.0.0.1:%d", public.HTTPPort), fmt.Sprintf("127.0.0.1:%d", o.HTTPPort), o.Logger)
+	if err != nil {
+		tcpRelay.close()
+		return nil, fmt.Errorf("chdb: listen on HTTP port %d: %w", public.HTTPPort, err)
+	}
+
 	qid := newQueryID()
 	args, err := engineArgs(o, qid)
 	if err != nil {
+		tcpRelay.close()
+		httpRelay.close()
 		return nil, err
 	}
 	s := &Server{
-		tcpAddr:  fmt.Sprintf("127.0.0.1:%d", o.TCPPort),
-		httpAddr: fmt.Sprintf("127.0.0.1:%d", o.HTTPPort),
+		tcpAddr:  fmt.Sprintf("127.0.0.1:%d", public.TCPPort),
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", public.HTTPPort),
 		dataDir:  o.DataDir,
 		queryID:  qid,
 		done:     make(chan struct{}),
@@ -104,6 +125,8 @@ func StartInProcess(ctx context.Context, o Options) (*Server, error) {
 		}
 		stopping.Unlock()
 		s.err = err
+		tcpRelay.close()
+		httpRelay.close()
 		close(s.done)
 	}()
 	s.stop = func(ctx context.Context) error {
@@ -115,7 +138,7 @@ func StartInProcess(ctx context.Context, o Options) (*Server, error) {
 			return s.err
 		default:
 		}
-		if err := killEngineQuery(ctx, s.tcpAddr, qid); err != nil {
+		if err := killEngineQuery(ctx, engineTCP, qid); err != nil {
 			return fmt.Errorf("chdb: stop engine: %w", err)
 		}
 		select {

@@ -56,11 +56,14 @@ func ServeMain(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("clickhouse ready", "tcp", s.Addr(), "http", s.HTTPAddr(), "data_dir", s.DataDir())
+	parentGone := watchParent()
 	select {
 	case <-s.Done():
 		log.Error("clickhouse stopped unexpectedly", "err", s.Err())
 		return 1
 	case <-ctx.Done():
+	case <-parentGone:
+		log.Warn("parent process is gone; stopping")
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -70,6 +73,29 @@ func ServeMain(args []string, stderr io.Writer) int {
 	}
 	log.Info("clickhouse stopped")
 	return 0
+}
+
+const parentPipeEnv = "AGENTAUDIT_CHDB_PARENT_FD"
+
+// watchParent returns a channel closed when the parent that started this
+// process with StartProcess exits (its end of the pipe closes); nil (never
+// closed) when not started that way.
+func watchParent() <-chan struct{} {
+	fd := os.Getenv(parentPipeEnv)
+	if fd == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(fd)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(n), "parent-pipe")
+	gone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, f)
+		close(gone)
+	}()
+	return gone
 }
 
 // Process is a server running in a child process.
@@ -106,11 +132,24 @@ func StartProcess(ctx context.Context, o Options, command []string, env []string
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = childSysProcAttr()
+	// The child watches the read end of this pipe and stops when it sees
+	// EOF, i.e. when this process is gone, however it died. (Pdeathsig is
+	// not used: Linux sends it when the forking *thread* exits, and in
+	// practice servers started that way died under a busy Go test process.)
+	watchR, watchW, err := os.Pipe()
+	if err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("chdb: pipe: %w", err)
+	}
+	cmd.ExtraFiles = []*os.File{watchR}
+	cmd.Env = append(cmd.Env, parentPipeEnv+"=3")
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
+		watchR.Close()
+		watchW.Close()
 		return nil, fmt.Errorf("chdb: start child %s: %w", command[0], err)
 	}
+	watchR.Close()
 	s := &Server{
 		tcpAddr:  fmt.Sprintf("127.0.0.1:%d", o.TCPPort),
 		httpAddr: fmt.Sprintf("127.0.0.1:%d", o.HTTPPort),
@@ -121,6 +160,7 @@ func StartProcess(ctx context.Context, o Options, command []string, env []string
 	requested := false
 	go func() {
 		werr := cmd.Wait()
+		watchW.Close()
 		logFile.Close()
 		mu.Lock()
 		if !requested || werr != nil {

@@ -7,12 +7,129 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
-// maxValueDepth bounds the nesting of array and map attribute values.
-const maxValueDepth = 64
+// Kinds of OTLP AnyValue.
+const (
+	vEmpty = iota
+	vStr
+	vBool
+	vInt
+	vDouble
+	vSlice // ArrayValue
+	vMap   // KeyValueList
+	vBytes
+)
+
+// anyVal is an OTLP AnyValue in the message: scalars in n (int64 bits,
+// 0/1, float64 bits), strings, bytes, arrays and maps as the range a:b of
+// their payload.
+type anyVal struct {
+	typ  int8
+	n    uint64
+	a, b int
+}
+
+// keyValue reads a KeyValue. Like pdata it merges repeated value fields:
+// the last oneof field set wins.
+func (d *spanDecoder) keyValue(r rng) (string, anyVal) {
+	var (
+		k string
+		v anyVal
+	)
+	// Fast path for what encoders write: a key (field 1) and a value
+	// (field 2) in either order — pdata writes the value first — with
+	// one-byte tags and lengths.
+	if p := r.s; r.e-p >= 4 && d.data[p+1] < 0x80 {
+		t1, m := d.data[p], p+2+int(d.data[p+1])
+		if m+2 <= r.e && d.data[m+1] < 0x80 && m+2+int(d.data[m+1]) == r.e {
+			switch t2 := d.data[m]; {
+			case t1 == 0x0a && t2 == 0x12:
+				d.anyValueInto(&v, rng{m + 2, r.e})
+				return d.msg[p+2 : m], v
+			case t1 == 0x12 && t2 == 0x0a:
+				d.anyValueInto(&v, rng{p + 2, m})
+				return d.msg[m+2 : r.e], v
+			}
+		}
+	}
+	for c := d.cursor(r); c.more(); {
+		f := c.next()
+		switch f.num {
+		case 1:
+			k = d.msg[f.s:f.e]
+		case 2:
+			d.anyValueInto(&v, rng{f.s, f.e})
+		}
+	}
+	return k, v
+}
+
+func (d *spanDecoder) anyValue(r rng) anyVal {
+	var v anyVal
+	d.anyValueInto(&v, r)
+	return v
+}
+
+func (d *spanDecoder) anyValueInto(v *anyVal, r rng) {
+	for pos := r.s; pos < r.e; {
+		f, next, _ := readField(d.data, pos, r.e)
+		pos = next
+		switch f.num {
+		case 1:
+			*v = anyVal{typ: vStr, a: f.s, b: f.e}
+		case 2:
+			var b uint64
+			if f.v != 0 {
+				b = 1
+			}
+			*v = anyVal{typ: vBool, n: b}
+		case 3:
+			*v = anyVal{typ: vInt, n: f.v}
+		case 4:
+			*v = anyVal{typ: vDouble, n: f.v}
+		case 5:
+			*v = anyVal{typ: vSlice, a: f.s, b: f.e}
+		case 6:
+			*v = anyVal{typ: vMap, a: f.s, b: f.e}
+		case 7:
+			*v = anyVal{typ: vBytes, a: f.s, b: f.e}
+		case 8: // string_value_strindex (profiles): no value for traces
+			*v = anyVal{}
+		}
+	}
+}
+
+func (d *spanDecoder) isStringSlice(v anyVal) bool {
+	if v.typ != vSlice {
+		return false
+	}
+	for c := d.cursor(rng{v.a, v.b}); c.more(); {
+		f := c.next()
+		if f.num == 1 && d.anyValue(rng{f.s, f.e}).typ != vStr {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenCount reads a token count: a non-negative int, an integral
+// non-negative double below 2^64, or a string of decimal digits.
+func (d *spanDecoder) tokenCount(v anyVal) (uint64, bool) {
+	switch v.typ {
+	case vInt:
+		return v.n, int64(v.n) >= 0
+	case vDouble:
+		f := math.Float64frombits(v.n)
+		if f >= 0 && f < 1<<64 && f == math.Trunc(f) {
+			return uint64(f), true
+		}
+	case vStr:
+		n, err := strconv.ParseUint(d.msg[v.a:v.b], 10, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
 
 // flattenError is the outcome of flattening a value that cannot be stored;
 // the caller turns it into an *Error that says where.
@@ -21,55 +138,141 @@ type flattenError struct {
 	detail string
 }
 
-// flatten renders v as the string stored in an attribute map: strings as
-// they are, ints and doubles as JSON numbers (NaN and infinities as "NaN",
-// "+Inf", "-Inf"), booleans "true"/"false", bytes as standard base64, arrays
-// and maps as compact JSON (map keys sorted), empty as "". buf is scratch.
-func flatten(v pcommon.Value, maxLen int, buf *[]byte) (string, *flattenError) {
-	switch v.Type() {
-	case pcommon.ValueTypeStr:
-		s := v.Str()
+// flattenValue renders v as the string stored in an attribute map: strings
+// as they are, ints and doubles as JSON numbers (NaN and infinities as
+// "NaN", "+Inf", "-Inf"), booleans "true"/"false", bytes as standard
+// base64, arrays and maps as compact JSON (map keys sorted), empty as "".
+func (d *spanDecoder) flattenValue(v anyVal, maxLen int) (string, *flattenError) {
+	switch v.typ {
+	case vStr:
+		s := d.msg[v.a:v.b]
 		if fe := checkString(s, maxLen); fe != nil {
 			return "", fe
 		}
 		return s, nil
-	case pcommon.ValueTypeInt:
-		return strconv.FormatInt(v.Int(), 10), nil
-	case pcommon.ValueTypeDouble:
-		f := v.Double()
-		switch {
-		case math.IsNaN(f):
-			return "NaN", nil
-		case math.IsInf(f, 1):
-			return "+Inf", nil
-		case math.IsInf(f, -1):
-			return "-Inf", nil
+	case vInt:
+		return strconv.FormatInt(int64(v.n), 10), nil
+	case vDouble:
+		f := math.Float64frombits(v.n)
+		if s, ok := nonFinite(f); ok {
+			return s, nil
 		}
-		*buf = appendFloat((*buf)[:0], f)
-		return string(*buf), nil
-	case pcommon.ValueTypeBool:
-		if v.Bool() {
+		d.buf = appendFloat(d.buf[:0], f)
+		return string(d.buf), nil
+	case vBool:
+		if v.n != 0 {
 			return "true", nil
 		}
 		return "false", nil
-	case pcommon.ValueTypeBytes:
-		b := v.Bytes().AsRaw()
-		if n := base64.StdEncoding.EncodedLen(len(b)); n > maxLen {
+	case vBytes:
+		if n := base64.StdEncoding.EncodedLen(v.b - v.a); n > maxLen {
 			return "", tooLong(n, maxLen)
 		}
-		return base64.StdEncoding.EncodeToString(b), nil
-	case pcommon.ValueTypeSlice, pcommon.ValueTypeMap:
+		return base64.StdEncoding.EncodeToString(d.data[v.a:v.b]), nil
+	case vSlice, vMap:
 		var fe *flattenError
-		*buf, fe = appendJSONValue((*buf)[:0], v, 0, maxLen)
+		d.buf, fe = d.appendJSON(d.buf[:0], v, maxLen)
 		if fe != nil {
 			return "", fe
 		}
-		if len(*buf) > maxLen {
-			return "", tooLong(len(*buf), maxLen)
+		if len(d.buf) > maxLen {
+			return "", tooLong(len(d.buf), maxLen)
 		}
-		return string(*buf), nil
+		return string(d.buf), nil
 	}
 	return "", nil
+}
+
+func nonFinite(f float64) (string, bool) {
+	switch {
+	case math.IsNaN(f):
+		return "NaN", true
+	case math.IsInf(f, 1):
+		return "+Inf", true
+	case math.IsInf(f, -1):
+		return "-Inf", true
+	}
+	return "", false
+}
+
+// appendJSON appends v as compact JSON. It stops early once b exceeds
+// maxLen so a huge value costs no more than the limit. Nesting is bounded
+// by the wire reader's recursion limit.
+func (d *spanDecoder) appendJSON(b []byte, v anyVal, maxLen int) ([]byte, *flattenError) {
+	if len(b) > maxLen {
+		return b, tooLong(len(b), maxLen)
+	}
+	switch v.typ {
+	case vStr:
+		s := d.msg[v.a:v.b]
+		if !utf8.ValidString(s) {
+			return b, &flattenError{ReasonInvalidUTF8, "not valid UTF-8"}
+		}
+		return appendJSONString(b, s), nil
+	case vInt:
+		return strconv.AppendInt(b, int64(v.n), 10), nil
+	case vDouble:
+		f := math.Float64frombits(v.n)
+		if s, ok := nonFinite(f); ok {
+			return strconv.AppendQuote(b, s), nil
+		}
+		return appendFloat(b, f), nil
+	case vBool:
+		return strconv.AppendBool(b, v.n != 0), nil
+	case vBytes:
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, d.data[v.a:v.b])
+		return append(b, '"'), nil
+	case vSlice:
+		b = append(b, '[')
+		first := true
+		for c := d.cursor(rng{v.a, v.b}); c.more(); {
+			f := c.next()
+			if f.num != 1 {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			var fe *flattenError
+			if b, fe = d.appendJSON(b, d.anyValue(rng{f.s, f.e}), maxLen); fe != nil {
+				return b, fe
+			}
+		}
+		return append(b, ']'), nil
+	case vMap:
+		type kv struct {
+			k string
+			v anyVal
+		}
+		var kvs []kv
+		for c := d.cursor(rng{v.a, v.b}); c.more(); {
+			f := c.next()
+			if f.num == 1 {
+				k, v := d.keyValue(rng{f.s, f.e})
+				kvs = append(kvs, kv{k, v})
+			}
+		}
+		slices.SortStableFunc(kvs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
+		b = append(b, '{')
+		for i, e := range kvs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if !utf8.ValidString(e.k) {
+				return b, &flattenError{ReasonInvalidUTF8, "map key not valid UTF-8"}
+			}
+			b = appendJSONString(b, e.k)
+			b = append(b, ':')
+			var fe *flattenError
+			if b, fe = d.appendJSON(b, e.v, maxLen); fe != nil {
+				return b, fe
+			}
+		}
+		return append(b, '}'), nil
+	}
+	return append(b, "null"...), nil
 }
 
 func checkString(s string, maxLen int) *flattenError {
@@ -84,85 +287,6 @@ func checkString(s string, maxLen int) *flattenError {
 
 func tooLong(n, max int) *flattenError {
 	return &flattenError{ReasonValueTooLong, strconv.Itoa(n) + " bytes, limit " + strconv.Itoa(max)}
-}
-
-// appendJSONValue appends v as compact JSON. It stops early once b exceeds
-// maxLen so a huge value costs no more than the limit.
-func appendJSONValue(b []byte, v pcommon.Value, depth, maxLen int) ([]byte, *flattenError) {
-	if depth > maxValueDepth {
-		return b, &flattenError{ReasonDecodeFailed, "value nested deeper than " + strconv.Itoa(maxValueDepth)}
-	}
-	if len(b) > maxLen {
-		return b, tooLong(len(b), maxLen)
-	}
-	switch v.Type() {
-	case pcommon.ValueTypeStr:
-		s := v.Str()
-		if !utf8.ValidString(s) {
-			return b, &flattenError{ReasonInvalidUTF8, "not valid UTF-8"}
-		}
-		return appendJSONString(b, s), nil
-	case pcommon.ValueTypeInt:
-		return strconv.AppendInt(b, v.Int(), 10), nil
-	case pcommon.ValueTypeDouble:
-		f := v.Double()
-		switch {
-		case math.IsNaN(f):
-			return append(b, `"NaN"`...), nil
-		case math.IsInf(f, 1):
-			return append(b, `"+Inf"`...), nil
-		case math.IsInf(f, -1):
-			return append(b, `"-Inf"`...), nil
-		}
-		return appendFloat(b, f), nil
-	case pcommon.ValueTypeBool:
-		return strconv.AppendBool(b, v.Bool()), nil
-	case pcommon.ValueTypeBytes:
-		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, v.Bytes().AsRaw())
-		return append(b, '"'), nil
-	case pcommon.ValueTypeSlice:
-		s := v.Slice()
-		b = append(b, '[')
-		for i := 0; i < s.Len(); i++ {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var fe *flattenError
-			if b, fe = appendJSONValue(b, s.At(i), depth+1, maxLen); fe != nil {
-				return b, fe
-			}
-		}
-		return append(b, ']'), nil
-	case pcommon.ValueTypeMap:
-		type kv struct {
-			k string
-			v pcommon.Value
-		}
-		m := v.Map()
-		kvs := make([]kv, 0, m.Len())
-		for k, v := range m.All() {
-			kvs = append(kvs, kv{k, v})
-		}
-		slices.SortStableFunc(kvs, func(a, b kv) int { return strings.Compare(a.k, b.k) })
-		b = append(b, '{')
-		for i, e := range kvs {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if !utf8.ValidString(e.k) {
-				return b, &flattenError{ReasonInvalidUTF8, "map key not valid UTF-8"}
-			}
-			b = appendJSONString(b, e.k)
-			b = append(b, ':')
-			var fe *flattenError
-			if b, fe = appendJSONValue(b, e.v, depth+1, maxLen); fe != nil {
-				return b, fe
-			}
-		}
-		return append(b, '}'), nil
-	}
-	return append(b, "null"...), nil
 }
 
 const hexDigits = "0123456789abcdef"
@@ -214,23 +338,4 @@ func appendFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
-}
-
-// tokenCount reads a token count: a non-negative int, an integral
-// non-negative double below 2^64, or a string of decimal digits.
-func tokenCount(v pcommon.Value) (uint64, bool) {
-	switch v.Type() {
-	case pcommon.ValueTypeInt:
-		n := v.Int()
-		return uint64(n), n >= 0
-	case pcommon.ValueTypeDouble:
-		f := v.Double()
-		if f >= 0 && f < 1<<64 && f == math.Trunc(f) {
-			return uint64(f), true
-		}
-	case pcommon.ValueTypeStr:
-		n, err := strconv.ParseUint(v.Str(), 10, 64)
-		return n, err == nil
-	}
-	return 0, false
 }

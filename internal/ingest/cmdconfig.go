@@ -1,8 +1,15 @@
 package ingest
 
 import (
+	"context"
 	"flag"
+	"log/slog"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/agentaudit/agentaudit/internal/otlphttp"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/internal/telemetry"
 )
@@ -10,6 +17,7 @@ import (
 // ServiceConfig is the whole configuration of cmd/ingest.
 type ServiceConfig struct {
 	Ingest     Config           `yaml:"ingest"`
+	OTLPHTTP   otlphttp.Config  `yaml:"otlp_http"`
 	ClickHouse chstore.Config   `yaml:"clickhouse"`
 	Telemetry  telemetry.Config `yaml:"telemetry"`
 }
@@ -17,6 +25,7 @@ type ServiceConfig struct {
 // RegisterFlags binds every field to a flag with its default.
 func (c *ServiceConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Ingest.RegisterFlagsWithPrefix("ingest.", fs)
+	c.OTLPHTTP.RegisterFlagsWithPrefix("otlp-http.", fs)
 	c.ClickHouse.RegisterFlagsWithPrefix("clickhouse.", fs)
 	c.Telemetry.RegisterFlagsWithPrefix("telemetry.", "127.0.0.1:9465", fs)
 }
@@ -24,4 +33,29 @@ func (c *ServiceConfig) RegisterFlags(fs *flag.FlagSet) {
 // Common returns the parts every service has.
 func (c *ServiceConfig) Common() (*chstore.Config, *telemetry.Config) {
 	return &c.ClickHouse, &c.Telemetry
+}
+
+// RunService runs the Kafka consumer and, when configured, the OTLP/HTTP
+// receiver that publishes to the spans topic, until ctx is cancelled.
+func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) error {
+	svc, err := New(cfg.Ingest, conn, db, log, reg)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.Run(gctx) })
+	if cfg.OTLPHTTP.ListenAddress != "" {
+		w := otlphttp.NewKafkaWriter(cfg.Ingest.Brokers)
+		defer w.Close()
+		rcv, err := otlphttp.New(cfg.OTLPHTTP, w, cfg.Ingest.Spans, log, reg)
+		if err != nil {
+			return err
+		}
+		if err := rcv.Listen(); err != nil {
+			return err
+		}
+		log.Info("OTLP/HTTP receiver listening", "addr", rcv.Addr(), "path", otlphttp.TracesPath)
+		g.Go(func() error { return rcv.Run(gctx) })
+	}
+	return g.Wait()
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(ingestChildEnv) == "1" {
+		// This test binary re-executed as an ingest process (see drill_test.go).
+		os.Exit(runIngestChild(os.Args[1:]))
+	}
 	chtest.Main(&leakCheck{m})
 }
 

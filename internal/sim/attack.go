@@ -98,9 +98,13 @@ type attackSched struct {
 // minute when no victim is available.
 func (p *planner) runAttack(as *attackSched) {
 	t := as.next
-	if b := p.budget; b != nil && (b.traces < b.attackMargin || b.events < b.attackMargin) {
-		as.off = true // a Workload's last messages are benign, so its totals stay exact
-		return
+	if b := p.budget; b != nil {
+		// An instance must fit in what is left, so the totals stay exact.
+		traces, events := p.attackSize(as.kind)
+		if b.traces <= traces || b.events >= 0 && b.events <= events {
+			as.off = true
+			return
+		}
 	}
 	ok := false
 	switch as.kind {
@@ -132,19 +136,24 @@ func (p *planner) runAttack(as *attackSched) {
 	}
 }
 
-// maxAttackMessages bounds the trace or event messages of one instance.
-func (p *planner) maxAttackMessages() int {
-	n := 2 * max(p.cfg.Attacks.ProbeDenials, 4)
-	for _, k := range p.cfg.Attacks.Kinds {
-		if k == AttackRateBurst {
-			n = max(n, p.burstEvents())
-		}
+// attackSize is the number of trace and event messages of one instance.
+func (p *planner) attackSize(k AttackKind) (traces, events int) {
+	switch k {
+	case AttackScopeEscalation, AttackCrossTenant:
+		return 1, 1
+	case AttackScopeProbing:
+		return p.cfg.Attacks.ProbeDenials, p.cfg.Attacks.ProbeDenials
+	case AttackRevokedTokenReuse:
+		return 4, 4
+	case AttackRateBurst:
+		n := p.burstEvents()
+		return n / maxToolsPerTrace, n
 	}
-	return n
+	return 3, 3
 }
 
-// victim picks an agent for an attack at t: not paused, with a benign
-// baseline, accepted by ok (nil accepts all). nil when there is none.
+// victim picks an agent for an attack at t: not a victim already, with a
+// benign baseline, accepted by ok (nil accepts all); nil if there is none.
 func (p *planner) victim(t time.Time, ok func(*agent) bool) *agent {
 	var cands []*agent
 	for _, a := range p.w.agents {
@@ -156,6 +165,16 @@ func (p *planner) victim(t time.Time, ok func(*agent) bool) *agent {
 		return nil
 	}
 	return pick(p.r, cands)
+}
+
+// claim returns when an attack on a may start: at t, or once a's benign
+// traces in flight have ended, so that no benign event of a falls inside
+// its attack. (quiet then pauses a.)
+func claim(a *agent, t time.Time) time.Time {
+	if a.busyUntil.After(t) {
+		return a.busyUntil.Add(time.Second)
+	}
+	return t
 }
 
 // newAttack records an instance against victim a with credential c.
@@ -205,9 +224,9 @@ func outOfScopeTools(scopes []string) []int {
 	return out
 }
 
-// attackEscalation: an allowed call beyond the delegation. With trigger
-// set, it provokes a revocation of the token for revoked_token_reuse and
-// uses trigger's victim.
+// attackEscalation: an allowed call beyond the delegation, by a (or by a
+// victim it picks when a is nil; revoked_token_reuse passes its own victim,
+// whose token the escalation gets revoked).
 func (p *planner) attackEscalation(t time.Time, a *agent) *Attack {
 	if a == nil {
 		if a = p.victim(t, nil); a == nil {
@@ -215,6 +234,7 @@ func (p *planner) attackEscalation(t time.Time, a *agent) *Attack {
 		}
 	}
 	r := p.r
+	t = claim(a, t)
 	ti := pick(r, outOfScopeTools(a.cred.scopes))
 	at := p.newAttack(AttackScopeEscalation, a, a.cred)
 	at.Scopes = minus(tools[ti].scopes, a.cred.scopes)
@@ -233,6 +253,7 @@ func (p *planner) attackProbing(t time.Time) bool {
 		return false
 	}
 	r := p.r
+	t = claim(a, t)
 	at := p.newAttack(AttackScopeProbing, a, a.cred)
 	cands := outOfScopeTools(a.cred.scopes)
 	for i := range p.cfg.Attacks.ProbeDenials {
@@ -267,6 +288,7 @@ func (p *planner) attackDelegation(t time.Time) bool {
 		parent:  par,
 		model:   sib.model,
 	}
+	a.invokeName = "invoke_agent " + a.name
 	a.res = newResource(r, a, tn.id)
 	var priv []int
 	for i, tl := range tools {
@@ -320,6 +342,7 @@ func (p *planner) attackGrowth(t time.Time) bool {
 		return false
 	}
 	r := p.r
+	t = claim(a, t)
 	gt := growthTool(a)
 	c := credential{id: tokenID(r, a.cred.typ), typ: a.cred.typ, scopes: union(a.cred.scopes, tools[gt].scopes), issued: t}
 	at := p.newAttack(AttackScopeGrowth, a, c)
@@ -360,6 +383,7 @@ func (p *planner) attackCrossTenant(t time.Time) bool {
 		return false
 	}
 	r := p.r
+	t = claim(a, t)
 	other := p.otherTenant(a.tenant)
 	at := p.newAttack(AttackCrossTenant, a, a.cred)
 	at.OtherTenantID = other.id
@@ -378,6 +402,7 @@ func (p *planner) attackStaleBinding(t time.Time) bool {
 		return false
 	}
 	r := p.r
+	t = claim(a, t)
 	other := p.otherTenant(a.tenant)
 	at := p.newAttack(AttackStaleBinding, a, a.cred)
 	at.OtherTenantID = other.id
@@ -433,6 +458,7 @@ func (p *planner) attackBurst(t time.Time) bool {
 		return false
 	}
 	r := p.r
+	t = claim(a, t)
 	traces := p.burstEvents() / maxToolsPerTrace
 	perChat := int64(p.cfg.Attacks.BurstFactor*float64(p.limits.Tokens))/int64(traces) + 1
 	at := p.newAttack(AttackRateBurst, a, a.cred)

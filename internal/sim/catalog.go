@@ -64,18 +64,19 @@ const (
 
 // tool is one entry of the tool catalog.
 type tool struct {
-	name   string
-	desc   string
-	scopes []string // required_scopes, sorted
-	mcp    bool     // an MCP server's tool (mcp.* attributes) rather than an HTTP API
-	server string   // backend host; "%s" is replaced by the tenant
-	res    resourceKind
+	name     string
+	spanName string // "execute_tool {name}", set by the tools initializer
+	desc     string
+	scopes   []string // required_scopes, sorted
+	mcp      bool     // an MCP server's tool (mcp.* attributes) rather than an HTTP API
+	server   string   // backend host; "%s" is replaced by the tenant
+	res      resourceKind
 	// params writes the synthetic call arguments (JSON) and the resource
 	// touched, for tenant.
 	params func(r *rand.Rand, tenant string) (args, resource string)
 }
 
-var tools = []tool{
+var tools = withSpanNames([]tool{
 	{name: "crm.read_contact", desc: "Read a CRM contact", scopes: []string{"crm:read"}, server: "crm.%s.internal", res: resTenant,
 		params: func(r *rand.Rand, t string) (string, string) {
 			id := "ct_" + hexN(r, 8)
@@ -188,6 +189,13 @@ var tools = []tool{
 		params: func(r *rand.Rand, t string) (string, string) {
 			return `{"format":"parquet","include":["users","billing","audit"]}`, "admin://" + t + "/export"
 		}},
+})
+
+func withSpanNames(ts []tool) []tool {
+	for i := range ts {
+		ts[i].spanName = "execute_tool " + ts[i].name
+	}
+	return ts
 }
 
 var (
@@ -218,22 +226,28 @@ type model struct {
 	scopeVer   string
 	respPrefix string // gen_ai.response.id prefix
 	callPrefix string // gen_ai.tool.call.id prefix
+	chatName   string // "chat {request}", set by the models initializer
 }
 
-var models = []model{
-	{"openai", "openai", "gpt-4o", "gpt-4o-2024-08-06", "api.openai.com", "opentelemetry.instrumentation.openai_v2", "2.1b0", "chatcmpl-", "call_"},
-	{"openai", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "api.openai.com", "opentelemetry.instrumentation.openai_v2", "2.1b0", "chatcmpl-", "call_"},
-	{"openai", "openai", "gpt-4.1", "gpt-4.1-2025-04-14", "api.openai.com", "opentelemetry.instrumentation.openai_agents", "0.4.0", "chatcmpl-", "call_"},
-	{"anthropic", "anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "api.anthropic.com", "opentelemetry.instrumentation.anthropic", "0.40.0", "msg_01", "toolu_01"},
-	{"anthropic", "anthropic", "claude-3-5-haiku", "claude-3-5-haiku-20241022", "api.anthropic.com", "opentelemetry.instrumentation.anthropic", "0.40.0", "msg_01", "toolu_01"},
-	{"aws.bedrock", "aws.bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0", "bedrock-runtime.us-east-1.amazonaws.com", "opentelemetry.instrumentation.botocore", "0.55b0", "msg_bdrk_01", "tooluse_"},
-	{"aws.bedrock", "aws.bedrock", "amazon.nova-pro-v1:0", "amazon.nova-pro-v1:0", "bedrock-runtime.us-east-1.amazonaws.com", "opentelemetry.instrumentation.botocore", "0.55b0", "nova-", "tooluse_"},
-	{"gcp.vertex_ai", "vertex_ai", "gemini-2.0-flash", "gemini-2.0-flash-001", "us-central1-aiplatform.googleapis.com", "opentelemetry.instrumentation.vertexai", "2.0b0", "gem-", "fc_"},
+var models = withChatNames([]model{
+	{"openai", "openai", "gpt-4o", "gpt-4o-2024-08-06", "api.openai.com", "opentelemetry.instrumentation.openai_v2", "2.1b0", "chatcmpl-", "call_", ""},
+	{"openai", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "api.openai.com", "opentelemetry.instrumentation.openai_v2", "2.1b0", "chatcmpl-", "call_", ""},
+	{"openai", "openai", "gpt-4.1", "gpt-4.1-2025-04-14", "api.openai.com", "opentelemetry.instrumentation.openai_agents", "0.4.0", "chatcmpl-", "call_", ""},
+	{"anthropic", "anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "api.anthropic.com", "opentelemetry.instrumentation.anthropic", "0.40.0", "msg_01", "toolu_01", ""},
+	{"anthropic", "anthropic", "claude-3-5-haiku", "claude-3-5-haiku-20241022", "api.anthropic.com", "opentelemetry.instrumentation.anthropic", "0.40.0", "msg_01", "toolu_01", ""},
+	{"aws.bedrock", "aws.bedrock", "anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic.claude-3-5-sonnet-20240620-v1:0", "bedrock-runtime.us-east-1.amazonaws.com", "opentelemetry.instrumentation.botocore", "0.55b0", "msg_bdrk_01", "tooluse_", ""},
+	{"aws.bedrock", "aws.bedrock", "amazon.nova-pro-v1:0", "amazon.nova-pro-v1:0", "bedrock-runtime.us-east-1.amazonaws.com", "opentelemetry.instrumentation.botocore", "0.55b0", "nova-", "tooluse_", ""},
+	{"gcp.vertex_ai", "vertex_ai", "gemini-2.0-flash", "gemini-2.0-flash-001", "us-central1-aiplatform.googleapis.com", "opentelemetry.instrumentation.vertexai", "2.0b0", "gem-", "fc_", ""},
+})
+
+func withChatNames(ms []model) []model {
+	for i := range ms {
+		ms[i].chatName = "chat " + ms[i].request
+	}
+	return ms
 }
 
-var sdkLanguages = []struct{ lang, version string }{
-	{"python", "1.38.0"}, {"python", "1.38.0"}, {"nodejs", "2.1.0"}, {"go", "1.38.0"},
-}
+var sdkLanguages = []string{"python", "python", "nodejs", "go"}
 
 var regions = []string{"us-east-1", "us-west-2", "eu-west-1", "eu-central-1"}
 

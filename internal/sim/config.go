@@ -60,6 +60,10 @@ type Config struct {
 	// the agent rotates to a new token with the same scopes (api_key tokens
 	// never rotate). 0 disables rotation.
 	TokenTTL time.Duration `yaml:"token_ttl"`
+	// MaxTraces, if positive, ends the stream after exactly this many
+	// trace messages (attacks included, all of them complete): Next then
+	// reports ok=false. 0 means endless.
+	MaxTraces int `yaml:"max_traces"`
 	// Attacks configures the injected attack scenarios.
 	Attacks AttackConfig `yaml:"attacks"`
 }
@@ -159,6 +163,9 @@ func (c Config) Validate() error {
 		if !(r.v >= 0 && r.v <= 1) {
 			bad(r.name, "must be within [0, 1], got %v", r.v)
 		}
+	}
+	if c.MaxTraces < 0 {
+		bad("max_traces", "must not be negative, got %d", c.MaxTraces)
 	}
 	if c.TokenTTL < 0 {
 		bad("token_ttl", "must not be negative, got %v", c.TokenTTL)

@@ -101,10 +101,10 @@ type msgSpec struct {
 	attack *Attack // the attack this message belongs to, if any
 }
 
-// budget makes a Workload exact: remaining trace and event messages.
+// budget makes a Workload (or a Sim with MaxTraces) exact: the remaining
+// trace and event messages; events < 0 leaves events unconstrained.
 type budget struct {
 	traces, events int
-	attackMargin   int // attacks stop when either remainder falls below this
 }
 
 type planner struct {
@@ -130,8 +130,8 @@ func newPlanner(cfg Config, b *budget) *planner {
 	p := &planner{cfg: cfg, r: r, budget: b}
 	p.w = newWorld(r, cfg, cfg.Start)
 	n := len(p.w.agents)
-	p.meanGap = time.Duration(float64(n) / cfg.TraceRate * float64(time.Second))
-	p.minGap = max(p.meanGap/2, time.Millisecond)
+	p.meanGap = max(time.Duration(float64(n)/cfg.TraceRate*float64(time.Second)), 2)
+	p.minGap = p.meanGap / 2
 	p.limits = computeLimits(p.minGap)
 	// Agents start staggered over one mean gap.
 	for _, a := range p.w.agents {
@@ -145,9 +145,6 @@ func newPlanner(cfg Config, b *budget) *planner {
 			kind: k,
 			next: cfg.Start.Add(cfg.Attacks.Warmup + cfg.Attacks.Interval*time.Duration(i)/time.Duration(len(kinds))),
 		})
-	}
-	if b != nil {
-		b.attackMargin = p.maxAttackMessages() + 1
 	}
 	return p
 }
@@ -181,10 +178,10 @@ func computeLimits(minGap time.Duration) Limits {
 func (p *planner) next() (msgSpec, bool) {
 	for {
 		t, ok := p.nextActionTime()
-		if p.pending.Len() > 0 && (!ok || !p.pending[0].time.After(t)) {
+		if p.pending.Len() > 0 && (!ok || p.pending.minTime() <= t.UnixNano()) {
 			// Every message an action at time ≥ t creates is at ≥ t, so
 			// nothing planned later can precede this one.
-			return heap.Pop(&p.pending).(msgSpec), true
+			return p.pending.pop(), true
 		}
 		if !ok {
 			return msgSpec{}, false
@@ -248,10 +245,18 @@ func (p *planner) gap() time.Duration {
 // finishBudget ends a Workload: events still owed (more than three per
 // trace were asked for) become untraced events, then nothing more happens.
 func (p *planner) finishBudget(t time.Time) {
+	var active []*agent
+	for _, a := range p.w.agents {
+		if !a.pausedUntil.After(t) {
+			active = append(active, a)
+		}
+	}
+	if len(active) == 0 {
+		active = p.w.agents
+	}
 	for p.budget.events > 0 {
-		a := p.w.agents[p.r.IntN(len(p.w.agents))]
 		t = t.Add(time.Millisecond)
-		p.untracedEvent(a, t)
+		p.untracedEvent(pick(p.r, active), t)
 	}
 	p.done = true
 }
@@ -262,14 +267,14 @@ func (p *planner) push(m msgSpec) {
 	if m.attack != nil {
 		m.attack.pending++
 	}
-	if p.budget != nil {
+	if b := p.budget; b != nil {
 		if m.trace != nil {
-			p.budget.traces--
-		} else {
-			p.budget.events--
+			b.traces--
+		} else if b.events >= 0 {
+			b.events--
 		}
 	}
-	heap.Push(&p.pending, m)
+	p.pending.push(m)
 }
 
 // call is one execute_tool step of an invocation.
@@ -278,8 +283,7 @@ type call struct {
 	decision   string
 	denyReason string
 	errType    string
-	required   []string // nil: the tool's scopes
-	resTenant  string   // tenant whose resource is touched ("" = the event's tenant)
+	resTenant  string // tenant whose resource is touched ("" = the event's tenant)
 }
 
 // invocation describes one trace to plan.
@@ -288,7 +292,6 @@ type invocation struct {
 	start    time.Time
 	tenant   string // the event's tenant_id (and the span resource's tenant.id)
 	cred     credential
-	parent   *parent
 	children int // 2–4: the first is a chat, len(calls) of the rest are tools
 	calls    []call
 	// burst: short spans and burstTokens input tokens in the single chat.
@@ -305,7 +308,7 @@ func (p *planner) benignTrace(a *agent, t time.Time) {
 	}
 	children := 2 + r.IntN(3)
 	var nTools, extra int
-	if p.budget != nil {
+	if p.budget != nil && p.budget.events >= 0 {
 		nTools, extra = p.budgetTools()
 		children = max(children, nTools+1)
 	} else {
@@ -322,7 +325,7 @@ func (p *planner) benignTrace(a *agent, t time.Time) {
 		}
 		nTools = min(nTools, children-1)
 	}
-	inv := invocation{a: a, start: t, tenant: a.tenant.id, cred: a.cred, parent: a.parent, children: children}
+	inv := invocation{a: a, start: t, tenant: a.tenant.id, cred: a.cred, children: children}
 	for range nTools {
 		c := call{tool: pick(r, a.tools), decision: decisionAllow}
 		switch x := r.Float64(); {
@@ -334,8 +337,11 @@ func (p *planner) benignTrace(a *agent, t time.Time) {
 		}
 		inv.calls = append(inv.calls, c)
 	}
-	p.plan(inv)
-	if p.budget != nil && p.budget.traces == 0 {
+	ts, _ := p.plan(inv)
+	if end := ts.spans[0].end; end.After(a.busyUntil) {
+		a.busyUntil = end
+	}
+	if p.budget != nil && p.budget.traces == 0 && p.budget.events > 0 {
 		// The last trace: whatever is still owed.
 		extra = p.budget.events
 	}
@@ -377,11 +383,8 @@ func (p *planner) plan(inv invocation) (*traceSpec, []*eventSpec) {
 	if inv.tenant == "" {
 		inv.tenant = a.tenant.id
 	}
-	if inv.parent == nil {
-		inv.parent = a.parent
-	}
 	if a.convTurns == 0 || r.IntN(3) == 0 {
-		a.conversation = "conv_" + alnumN(r, 24)
+		a.conversation = "conv_" + alnumN(r, 20)
 		a.convTurns = 0
 	}
 	a.convTurns++
@@ -523,12 +526,12 @@ func (p *planner) tool(s *spanSpec, inv invocation, c call, ts *traceSpec) *even
 		ts:          s.start,
 		tenant:      inv.tenant,
 		agentID:     a.id,
-		parent:      inv.parent.identity,
-		parentScope: inv.parent.scopeString(),
+		parent:      a.parent.identity,
+		parentScope: a.parent.scopeString(),
 		token:       inv.cred.id,
 		tokenType:   inv.cred.typ,
 		delegation:  inv.cred.scopes,
-		required:    c.required,
+		required:    tl.scopes,
 		tool:        c.tool,
 		args:        s.args,
 		resource:    resource,
@@ -537,9 +540,6 @@ func (p *planner) tool(s *spanSpec, inv invocation, c call, ts *traceSpec) *even
 		traceID:     ts.id,
 		spanID:      s.id,
 		traced:      true,
-	}
-	if ev.required == nil {
-		ev.required = tl.scopes
 	}
 	if tl.res == resTenant {
 		ev.resourceTenant = owner
@@ -632,22 +632,78 @@ func (h *agentHeap) Pop() any {
 	return x
 }
 
-// msgHeap orders pending messages by time, then generation order.
-type msgHeap []msgSpec
-
-func (h msgHeap) Len() int { return len(h) }
-func (h msgHeap) Less(i, j int) bool {
-	if !h[i].time.Equal(h[j].time) {
-		return h[i].time.Before(h[j].time)
-	}
-	return h[i].seq < h[j].seq
+// msgHeap holds pending messages ordered by time, then generation order.
+// The heap itself is pointer-free (time, seq, slot); specs live in a slab
+// whose slots are reused, which keeps the planner's hot loop free of
+// boxing and write barriers.
+type msgHeap struct {
+	h    []heapEntry
+	slab []msgSpec
+	free []int32
 }
-func (h msgHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *msgHeap) Push(x any)   { *h = append(*h, x.(msgSpec)) }
-func (h *msgHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = msgSpec{}
-	*h = old[:len(old)-1]
-	return x
+
+type heapEntry struct {
+	t    int64 // UnixNano
+	seq  uint64
+	slot int32
+}
+
+func (e heapEntry) less(o heapEntry) bool {
+	return e.t < o.t || e.t == o.t && e.seq < o.seq
+}
+
+func (q *msgHeap) Len() int { return len(q.h) }
+
+// minTime is the time of the earliest pending message; Len must be > 0.
+func (q *msgHeap) minTime() int64 { return q.h[0].t }
+
+func (q *msgHeap) push(m msgSpec) {
+	var slot int32
+	if n := len(q.free); n > 0 {
+		slot = q.free[n-1]
+		q.free = q.free[:n-1]
+		q.slab[slot] = m
+	} else {
+		slot = int32(len(q.slab))
+		q.slab = append(q.slab, m)
+	}
+	q.h = append(q.h, heapEntry{t: m.time.UnixNano(), seq: m.seq, slot: slot})
+	// sift up
+	i := len(q.h) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !q.h[i].less(q.h[parent]) {
+			break
+		}
+		q.h[i], q.h[parent] = q.h[parent], q.h[i]
+		i = parent
+	}
+}
+
+func (q *msgHeap) pop() msgSpec {
+	top := q.h[0]
+	last := len(q.h) - 1
+	q.h[0] = q.h[last]
+	q.h = q.h[:last]
+	// sift down
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= last {
+			break
+		}
+		c := l
+		if r := l + 1; r < last && q.h[r].less(q.h[l]) {
+			c = r
+		}
+		if !q.h[c].less(q.h[i]) {
+			break
+		}
+		q.h[i], q.h[c] = q.h[c], q.h[i]
+		i = c
+	}
+	m := q.slab[top.slot]
+	q.slab[top.slot] = msgSpec{}
+	q.free = append(q.free, top.slot)
+	return m
 }

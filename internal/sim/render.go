@@ -33,7 +33,6 @@ const (
 	keyCacheRead     = "gen_ai.usage.cache_read.input_tokens"
 	keyMaxTokens     = "gen_ai.request.max_tokens"
 	keyTemperature   = "gen_ai.request.temperature"
-	keyOutputType    = "gen_ai.output.type"
 	keyToolName      = "gen_ai.tool.name"
 	keyToolCallID    = "gen_ai.tool.call.id"
 	keyToolType      = "gen_ai.tool.type"
@@ -48,35 +47,86 @@ const (
 	keyHTTPStatus    = "http.response.status_code"
 )
 
-const schemaURL = "https://opentelemetry.io/schemas/1.37.0"
-
 // Span names as the GenAI conventions build them.
 func spanName(ts *traceSpec, s *spanSpec) string {
 	switch s.op {
 	case opInvoke:
-		return "invoke_agent " + ts.a.name
+		return ts.a.invokeName
 	case opChat:
-		return "chat " + ts.a.model.request
+		return ts.a.model.chatName
 	default:
-		return "execute_tool " + tools[s.tool].name
+		return tools[s.tool].spanName
 	}
 }
 
-// buildTraces turns a trace spec into an OTLP export request.
-func buildTraces(ts *traceSpec) ptrace.Traces {
-	td := ptrace.NewTraces()
-	rs := td.ResourceSpans().AppendEmpty()
-	rs.SetSchemaUrl(schemaURL)
+// encoder renders specs into messages. It keeps one pdata Traces per trace
+// shape (span operations and optional attributes) and overwrites its values
+// in place for the next trace of that shape: the keys, their order and so
+// the encoded bytes are exactly those of a freshly built Traces, without
+// allocating every attribute again. Not safe for concurrent use.
+type encoder struct {
+	cfg    Config
+	shapes map[uint64]ptrace.Traces
+}
+
+func newEncoder(cfg Config) *encoder {
+	return &encoder{cfg: cfg, shapes: map[uint64]ptrace.Traces{}}
+}
+
+// shape identifies the attribute layout of a trace.
+func shape(ts *traceSpec) uint64 {
+	sig := uint64(len(ts.spans))
+	if ts.deprecated {
+		sig |= 1 << 3
+	}
+	for i := range ts.spans {
+		s := &ts.spans[i]
+		b := uint64(s.op)
+		if s.cacheRead > 0 {
+			b |= 1 << 2
+		}
+		if s.errType != "" {
+			b |= 1 << 3
+		}
+		if s.op == opTool && tools[s.tool].mcp {
+			b |= 1 << 4
+		}
+		sig |= b << (4 + 5*i)
+	}
+	return sig
+}
+
+// traces returns ts as an OTLP export request (valid until the next call).
+func (e *encoder) traces(ts *traceSpec) ptrace.Traces {
+	key := shape(ts)
+	td, ok := e.shapes[key]
+	if !ok {
+		td = ptrace.NewTraces()
+		ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+		ss.Spans().EnsureCapacity(len(ts.spans))
+		for range ts.spans {
+			ss.Spans().AppendEmpty()
+		}
+		e.shapes[key] = td
+	}
+	fillTraces(td, ts)
+	return td
+}
+
+// fillTraces writes ts into td, whose layout is ts's shape: either fresh
+// (every Put appends) or last used for a trace of the same shape (every Put
+// overwrites in place, in the same order).
+func fillTraces(td ptrace.Traces, ts *traceSpec) {
+	rs := td.ResourceSpans().At(0)
 	ra := rs.Resource().Attributes()
 	ra.EnsureCapacity(len(ts.res.attrs))
 	for _, a := range ts.res.attrs {
 		ra.PutStr(a.k, a.v)
 	}
-	ss := rs.ScopeSpans().AppendEmpty()
+	ss := rs.ScopeSpans().At(0)
 	ss.Scope().SetName(ts.res.scope)
 	ss.Scope().SetVersion(ts.res.ver)
 	spans := ss.Spans()
-	spans.EnsureCapacity(len(ts.spans))
 	m := ts.a.model
 	provKey, inKey, outKey := keyProvider, keyInputTokens, keyOutputTokens
 	prov := m.provider
@@ -87,7 +137,7 @@ func buildTraces(ts *traceSpec) ptrace.Traces {
 	root := &ts.spans[0]
 	for i := range ts.spans {
 		s := &ts.spans[i]
-		sp := spans.AppendEmpty()
+		sp := spans.At(i)
 		sp.SetTraceID(pcommon.TraceID(ts.id))
 		sp.SetSpanID(pcommon.SpanID(s.id))
 		if i > 0 {
@@ -102,7 +152,7 @@ func buildTraces(ts *traceSpec) ptrace.Traces {
 			sp.Status().SetMessage(s.errType)
 		}
 		at := sp.Attributes()
-		at.EnsureCapacity(16)
+		at.EnsureCapacity(attrCount(s))
 		switch s.op {
 		case opInvoke:
 			sp.SetKind(ptrace.SpanKindInternal)
@@ -116,7 +166,6 @@ func buildTraces(ts *traceSpec) ptrace.Traces {
 			at.PutStr(keyRequestModel, m.request)
 			at.PutInt(inKey, s.inTok)
 			at.PutInt(outKey, s.outTok)
-			at.PutStr(keyOutputType, "text")
 			at.PutStr(keyServerAddress, m.server)
 		case opChat:
 			sp.SetKind(ptrace.SpanKindClient)
@@ -130,13 +179,15 @@ func buildTraces(ts *traceSpec) ptrace.Traces {
 			if s.cacheRead > 0 {
 				at.PutInt(keyCacheRead, s.cacheRead)
 			}
-			at.PutEmptySlice(keyFinish).AppendEmpty().SetStr(s.finish)
+			if v, ok := at.Get(keyFinish); ok {
+				v.Slice().At(0).SetStr(s.finish)
+			} else {
+				at.PutEmptySlice(keyFinish).AppendEmpty().SetStr(s.finish)
+			}
 			at.PutInt(keyMaxTokens, s.maxTokens)
 			at.PutDouble(keyTemperature, s.temperature)
 			at.PutStr(keyConversation, ts.conversation)
-			at.PutStr(keyOutputType, "text")
 			at.PutStr(keyServerAddress, m.server)
-			at.PutInt(keyServerPort, 443)
 			if s.errType != "" {
 				at.PutStr(keyErrorType, s.errType)
 			}
@@ -166,12 +217,43 @@ func buildTraces(ts *traceSpec) ptrace.Traces {
 			}
 		}
 	}
+}
+
+// buildTraces builds ts into a fresh Traces (the reference encoder.traces
+// must match).
+func buildTraces(ts *traceSpec) ptrace.Traces {
+	td := ptrace.NewTraces()
+	ss := td.ResourceSpans().AppendEmpty().ScopeSpans().AppendEmpty()
+	for range ts.spans {
+		ss.Spans().AppendEmpty()
+	}
+	fillTraces(td, ts)
 	return td
 }
 
-// renderTrace encodes a trace spec as kafkaexporter would.
-func renderTrace(ts *traceSpec, encoding string) []byte {
-	td := buildTraces(ts)
+// attrCount is the number of attributes buildTraces puts on s (allocating
+// them at once is a good part of the encoding cost).
+func attrCount(s *spanSpec) int {
+	n := 0
+	switch s.op {
+	case opInvoke:
+		return 11
+	case opChat:
+		n = 12
+		if s.cacheRead > 0 {
+			n++
+		}
+	case opTool:
+		n = 13
+	}
+	if s.errType != "" {
+		n++
+	}
+	return n
+}
+
+// marshal encodes td as kafkaexporter would.
+func marshal(td ptrace.Traces, encoding string) []byte {
 	var (
 		b   []byte
 		err error
@@ -186,6 +268,26 @@ func renderTrace(ts *traceSpec, encoding string) []byte {
 		panic(fmt.Sprintf("sim: marshal traces: %v", err))
 	}
 	return b
+}
+
+// render encodes one spec. It draws nothing from the RNG.
+func (e *encoder) render(m msgSpec) Message {
+	if ts := m.trace; ts != nil {
+		return Message{
+			Topic: e.cfg.SpansTopic,
+			Key:   hex.AppendEncode(make([]byte, 0, 32), ts.id[:]),
+			Value: marshal(e.traces(ts), e.cfg.SpanEncoding),
+			Time:  m.time,
+			Spans: len(ts.spans),
+		}
+	}
+	ev := m.event
+	return Message{
+		Topic: e.cfg.EventsTopic,
+		Key:   []byte(ev.tenant + "/" + ev.agentID),
+		Value: renderEvent(ev, make([]byte, 0, 1024)),
+		Time:  m.time,
+	}
 }
 
 // renderEvent encodes an audit event (schema v1) as JSON. Fields are
@@ -278,6 +380,10 @@ func appendList(b []byte, name string, vs []string) []byte {
 // ASCII; quotes, backslashes and control characters are escaped anyway.
 func appendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
+	if !needsEscape(s) {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
@@ -291,4 +397,13 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			return true
+		}
+	}
+	return false
 }

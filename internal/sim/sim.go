@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"encoding/hex"
 	"fmt"
 	"iter"
 	"maps"
@@ -61,6 +60,7 @@ func (s *Stats) add(m Message) {
 type Sim struct {
 	cfg   Config
 	p     *planner
+	enc   *encoder
 	stats Stats
 	truth []Attack
 }
@@ -71,17 +71,22 @@ func New(cfg Config) (*Sim, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Sim{cfg: cfg, p: newPlanner(cfg, nil), stats: Stats{Attacks: map[AttackKind]int{}}}, nil
+	var b *budget
+	if cfg.MaxTraces > 0 {
+		b = &budget{traces: cfg.MaxTraces, events: -1}
+	}
+	return &Sim{cfg: cfg, p: newPlanner(cfg, b), enc: newEncoder(cfg), stats: Stats{Attacks: map[AttackKind]int{}}}, nil
 }
 
-// Next returns the next message in time order. ok is false only after
-// Drain, once everything planned has been returned.
+// Next returns the next message in time order. ok is false once the
+// stream has ended (Config.MaxTraces reached, or Drain called) and
+// everything planned has been returned.
 func (s *Sim) Next() (m Message, ok bool) {
 	spec, ok := s.p.next()
 	if !ok {
 		return Message{}, false
 	}
-	m = render(s.cfg, spec)
+	m = s.enc.render(spec)
 	s.account(spec, m)
 	return m, true
 }
@@ -180,26 +185,6 @@ func (at *Attack) clone() Attack {
 	c.TraceIDs = slices.Clone(at.TraceIDs)
 	c.pending = 0
 	return c
-}
-
-// render encodes one spec. It draws nothing from the RNG.
-func render(cfg Config, m msgSpec) Message {
-	if ts := m.trace; ts != nil {
-		return Message{
-			Topic: cfg.SpansTopic,
-			Key:   hex.AppendEncode(nil, ts.id[:]),
-			Value: renderTrace(ts, cfg.SpanEncoding),
-			Time:  m.time,
-			Spans: len(ts.spans),
-		}
-	}
-	ev := m.event
-	return Message{
-		Topic: cfg.EventsTopic,
-		Key:   []byte(ev.tenant + "/" + ev.agentID),
-		Value: renderEvent(ev, make([]byte, 0, 1024)),
-		Time:  m.time,
-	}
 }
 
 // String summarises s for logs.

@@ -1,12 +1,10 @@
 package sim
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 )
 
 // Workload is a pre-generated, exactly sized batch of traffic (for
@@ -36,37 +34,53 @@ func NewWorkload(cfg Config, traces, events int) (*Workload, error) {
 	if traces < 0 || events < 0 {
 		return nil, fmt.Errorf("%w: workload: traces and events must not be negative, got %d and %d", ErrInvalidConfig, traces, events)
 	}
+	// Planning (one goroutine: it owns the RNG) feeds chunks of specs to
+	// encoders on the other cores. Renderers read only what the planner
+	// never writes after creating it (agent names and ids, resources,
+	// scope slices), so they run while planning goes on.
 	p := newPlanner(cfg, &budget{traces: traces, events: events})
-	specs := make([]msgSpec, 0, traces+events)
+	msgs := make([]Message, traces+events)
+	type chunk struct {
+		base  int
+		specs []msgSpec
+	}
+	const chunkLen = 512
+	workers := runtime.GOMAXPROCS(0)
+	chunks := make(chan chunk, 2*workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			enc := newEncoder(cfg)
+			for c := range chunks {
+				for i := range c.specs {
+					msgs[c.base+i] = enc.render(c.specs[i])
+				}
+			}
+		})
+	}
+	n := 0
+	cur := chunk{specs: make([]msgSpec, 0, chunkLen)}
 	for {
 		m, ok := p.next()
 		if !ok {
 			break
 		}
-		specs = append(specs, m)
+		if n == len(msgs) {
+			break // budget overrun: reported below
+		}
+		cur.specs = append(cur.specs, m)
+		n++
+		if len(cur.specs) == chunkLen {
+			chunks <- cur
+			cur = chunk{base: n, specs: make([]msgSpec, 0, chunkLen)}
+		}
 	}
-	if p.budget.traces != 0 || p.budget.events != 0 {
-		return nil, errors.New("sim: workload budget not met (bug)")
-	}
-
-	msgs := make([]Message, len(specs))
-	const chunk = 256
-	var nextChunk atomic.Int64
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for {
-				lo := int(nextChunk.Add(chunk)) - chunk
-				if lo >= len(specs) {
-					return
-				}
-				for i := lo; i < min(lo+chunk, len(specs)); i++ {
-					msgs[i] = render(cfg, specs[i])
-				}
-			}
-		})
-	}
+	chunks <- cur
+	close(chunks)
 	wg.Wait()
+	if n != len(msgs) || p.budget.traces != 0 || p.budget.events != 0 {
+		return nil, fmt.Errorf("sim: workload planned %d of %d messages (bug)", n, len(msgs))
+	}
 
 	w := &Workload{Messages: msgs, Stats: Stats{Attacks: map[AttackKind]int{}}, Limits: p.limits}
 	for _, m := range msgs {

@@ -59,16 +59,19 @@ type agent struct {
 	name    string
 	desc    string
 	version string
-	tenant  *tenant
-	parent  *parent
-	model   *model
-	tools   []int // indexes into tools: every benign tool whose scopes ⊆ cred.scopes
-	cred    credential
-	res     *resource
+	// invokeName is the root span's name, "invoke_agent {name}".
+	invokeName string
+	tenant     *tenant
+	parent     *parent
+	model      *model
+	tools      []int // indexes into tools: every benign tool whose scopes ⊆ cred.scopes
+	cred       credential
+	res        *resource
 
 	// Scheduler state.
 	next         time.Time // start of its next benign trace
 	pausedUntil  time.Time // victim of an attack: no benign traffic before this
+	busyUntil    time.Time // end of its last planned benign trace
 	benignTraces int
 	conversation string
 	convTurns    int
@@ -144,6 +147,7 @@ func newWorld(r *rand.Rand, cfg Config, start time.Time) *world {
 			if len(scopes) >= len(p.scopes) {
 				p.scopes = union(p.scopes, []string{extraScope(r, p.scopes)})
 			}
+			a.invokeName = "invoke_agent " + a.name
 			a.tools = toolsWithin(benignTools, scopes)
 			a.cred = newCredential(r, p.human, scopes, start)
 			a.res = newResource(r, a, t.id)
@@ -211,12 +215,10 @@ func newResource(r *rand.Rand, a *agent, tenant string) *resource {
 			{"deployment.environment.name", env},
 			{"tenant.id", tenant},
 			{"host.name", "ip-10-" + strconv.Itoa(r.IntN(256)) + "-" + strconv.Itoa(r.IntN(256)) + "-" + strconv.Itoa(r.IntN(256))},
-			{"cloud.provider", "aws"},
 			{"cloud.region", region},
 			{"k8s.namespace.name", "agents-" + tenant},
 			{"k8s.pod.name", svc + "-" + hexN(r, 3)},
-			{"telemetry.sdk.language", sdk.lang},
-			{"telemetry.sdk.version", sdk.version},
+			{"telemetry.sdk.language", sdk},
 		},
 		scope: a.model.scope,
 		ver:   a.model.scopeVer,

@@ -81,11 +81,17 @@ func run(m interface{ Run() int }) int {
 // StartChild starts a server in a child process (this test binary in server
 // mode) on dataDir. Only valid in a binary whose TestMain calls Main.
 func StartChild(ctx context.Context, dataDir string) (*chdb.Process, error) {
+	return StartChildOn(ctx, dataDir, 0, 0)
+}
+
+// StartChildOn is StartChild on given ports (0: free port), e.g. to restart
+// a server where its clients expect it.
+func StartChildOn(ctx context.Context, dataDir string, tcpPort, httpPort int) (*chdb.Process, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	return chdb.StartProcess(ctx, chdb.Options{DataDir: dataDir}, []string{exe}, []string{childEnv + "=1"})
+	return chdb.StartProcess(ctx, chdb.Options{DataDir: dataDir, TCPPort: tcpPort, HTTPPort: httpPort}, []string{exe}, []string{childEnv + "=1"})
 }
 
 func serverVersion(ctx context.Context, addr string) (string, error) {

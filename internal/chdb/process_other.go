@@ -1,7 +1,0 @@
-//go:build !linux
-
-package chdb
-
-import "syscall"
-
-func childSysProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,120 @@
+package event
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/ptrace"
+)
+
+// BenchmarkDecodeSpansProto decodes agentTrace (one trace: invoke_agent with
+// three execute_tool/chat children, 14-17 attributes each) and reports
+// ns/span and allocs/span alongside the per-message numbers.
+func BenchmarkDecodeSpansProto(b *testing.B) { benchmarkDecodeSpans(b, EncodingProto) }
+
+func BenchmarkDecodeSpansJSON(b *testing.B) { benchmarkDecodeSpans(b, EncodingJSON) }
+
+func benchmarkDecodeSpans(b *testing.B, enc Encoding) {
+	msg := marshal(b, agentTrace(), enc)
+	opts := testSpanOptions()
+	var dst []Span
+	dst, _, err := DecodeSpans(msg, enc, opts, dst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	spans := len(dst)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	cpu := processCPU()
+	for b.Loop() {
+		clear(dst)
+		dst, _, err = DecodeSpans(msg, enc, opts, dst[:0])
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerSpan(b, spans, processCPU()-cpu)
+	b.ReportMetric(float64(len(msg))/float64(spans), "bytes/span")
+}
+
+// BenchmarkPdataUnmarshalProto is the floor: pdata's unmarshal alone.
+func BenchmarkPdataUnmarshalProto(b *testing.B) {
+	msg := marshal(b, agentTrace(), EncodingProto)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (&ptrace.ProtoUnmarshaler{}).UnmarshalTraces(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeSpansReferenceProto is the same conversion on pdata's
+// object model (reference_test.go): what DecodeSpans would cost on pdata.
+func BenchmarkDecodeSpansReferenceProto(b *testing.B) {
+	msg := marshal(b, agentTrace(), EncodingProto)
+	opts := testSpanOptions()
+	var dst []Span
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		clear(dst)
+		var err error
+		if dst, _, err = decodeSpansReference(msg, EncodingProto, opts, dst[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerSpan(b, len(dst), processCPU()-cpu)
+}
+
+// reportPerSpan reports wall and process CPU time and allocations per span.
+func reportPerSpan(b *testing.B, spans int, cpu time.Duration) {
+	n := float64(b.N * spans)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/span")
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/span")
+	}
+}
+
+// BenchmarkDecodeAuditEvent decodes a realistic audit event with the
+// built-in validator.
+func BenchmarkDecodeAuditEvent(b *testing.B) {
+	msg := []byte(fullEvent)
+	opts := testEventOptions()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	cpu := processCPU()
+	for b.Loop() {
+		if _, err := DecodeAuditEvent(msg, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerEvent(b, processCPU()-cpu)
+}
+
+// BenchmarkDecodeAuditEventWithSchema adds the JSON Schema library's
+// validation (EventOptions.ValidateWithSchema): the cost the built-in
+// validator avoids.
+func BenchmarkDecodeAuditEventWithSchema(b *testing.B) {
+	msg := []byte(fullEvent)
+	opts := testEventOptions()
+	opts.ValidateWithSchema = true
+	dec, err := NewAuditDecoder(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msg)))
+	cpu := processCPU()
+	for b.Loop() {
+		if _, err := dec.Decode(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerEvent(b, processCPU()-cpu)
+}
+
+func reportPerEvent(b *testing.B, cpu time.Duration) {
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/event")
+	}
+}

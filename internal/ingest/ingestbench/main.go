@@ -1,0 +1,177 @@
+// Command ingestbench measures cmd/ingest end to end (make bench-ingest):
+// it preloads the simulator's fixed workload into Kafka (kfake, in this
+// process), starts ClickHouse (libchdb) and then, for each run, a fresh
+// ingest process with a fresh database and consumer group, timing until every
+// span and event is stored. It prints name=value lines; the last lines are
+// the medians of the runs.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/agentaudit/agentaudit/internal/chdb"
+	"github.com/agentaudit/agentaudit/internal/kafkabroker"
+	"github.com/agentaudit/agentaudit/internal/sim"
+)
+
+func main() {
+	traces := flag.Int("traces", 250_000, "trace messages (≈4 spans each)")
+	events := flag.Int("events", 200_000, "audit events")
+	runs := flag.Int("runs", 3, "runs; medians are reported")
+	ingestBin := flag.String("ingest", "bin/ingest", "ingest binary")
+	serverBin := flag.String("agentaudit", "bin/agentaudit", "agentaudit binary (serves ClickHouse)")
+	work := flag.String("dir", ".cache/bench-ingest", "working directory")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := run(*traces, *events, *runs, *ingestBin, *serverBin, *work, log); err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.Logger) error {
+	ctx := context.Background()
+	_ = os.RemoveAll(work)
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	ch, err := chdb.StartProcess(ctx, chdb.Options{DataDir: filepath.Join(work, "clickhouse")}, []string{serverBin, "clickhouse"}, nil)
+	if err != nil {
+		return err
+	}
+	defer ch.Stop(ctx)
+	broker, err := kafkabroker.StartFake(kafkabroker.FakeOptions{Topics: map[string]int{"otlp_spans": 4, "agent_audit_events": 4}})
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+
+	cfg := sim.DefaultConfig()
+	cfg.Seed = 42
+	cfg.Tenants, cfg.AgentsPerTenant = 20, 25
+	cfg.Start = time.Now().UTC().Add(-6 * time.Hour).Truncate(time.Second)
+	t0 := time.Now()
+	wl, err := sim.NewWorkload(cfg, traces, events)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("workload: %d traces, %d spans, %d events, %.0f B/span protobuf, generated in %s\n",
+		wl.Stats.Traces, wl.Stats.Spans, wl.Stats.Events, wl.Stats.BytesPerSpan(), time.Since(t0).Round(time.Millisecond))
+	p, err := sim.NewProducer(sim.ProducerConfig{Brokers: []string{broker.Addr()}})
+	if err != nil {
+		return err
+	}
+	t0 = time.Now()
+	if err := p.Produce(ctx, wl.Messages); err != nil {
+		return err
+	}
+	p.Close()
+	fmt.Printf("preloaded into kafka (%s) in %s\n", broker.Kind(), time.Since(t0).Round(time.Millisecond))
+	wl.Messages = nil
+
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr()}})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	var spansPS, eventsPS, rss, disk []float64
+	for r := 1; r <= runs; r++ {
+		s, e, m, d, err := oneRun(ctx, r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("run %d: spans_per_sec=%.0f events_per_sec=%.0f peak_rss_mb=%.0f disk_bytes_per_span=%.1f\n", r, s, e, m, d)
+		spansPS, eventsPS, rss, disk = append(spansPS, s), append(eventsPS, e), append(rss, m), append(disk, d)
+	}
+	fmt.Printf("ingest_spans_per_sec=%.0f\n", median(spansPS))
+	fmt.Printf("ingest_events_per_sec=%.0f\n", median(eventsPS))
+	fmt.Printf("ingest_peak_rss_mb=%.0f\n", median(rss))
+	fmt.Printf("ingest_disk_bytes_per_span=%.1f\n", median(disk))
+	return nil
+}
+
+func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ingestBin, work string, wantSpans, wantEvents int64) (spansPS, eventsPS, rssMB, diskPerSpan float64, err error) {
+	db := fmt.Sprintf("bench_%d", r)
+	cmd := exec.Command(ingestBin,
+		"-ingest.kafka.brokers="+kafkaAddr, "-ingest.kafka.group-id="+db,
+		"-clickhouse.addr="+chAddr, "-clickhouse.database="+db,
+		"-telemetry.listen-address=127.0.0.1:0", "-telemetry.log-level=warn", "-otlp-http.listen-address=")
+	logf, err := os.Create(filepath.Join(work, db+".log"))
+	if err != nil {
+		return
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	start := time.Now()
+	if err = cmd.Start(); err != nil {
+		return
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	var spansAt, eventsAt time.Duration
+	var peak float64
+	for spansAt == 0 || eventsAt == 0 {
+		if time.Since(start) > 10*time.Minute {
+			return 0, 0, 0, 0, fmt.Errorf("run %d: not done after 10 minutes", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+		peak = max(peak, hwmMB(cmd.Process.Pid))
+		var s, e uint64
+		_ = conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db+".spans), (SELECT count() FROM "+db+".audit_events)").Scan(&s, &e)
+		if spansAt == 0 && int64(s) >= wantSpans {
+			spansAt = time.Since(start)
+		}
+		if eventsAt == 0 && int64(e) >= wantEvents {
+			eventsAt = time.Since(start)
+		}
+	}
+	peak = max(peak, hwmMB(cmd.Process.Pid))
+	if err = conn.Exec(ctx, "OPTIMIZE TABLE "+db+".spans FINAL"); err != nil {
+		return
+	}
+	var bytes, rows uint64
+	if err = conn.QueryRow(ctx, "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = ? AND table = 'spans'", db).Scan(&bytes, &rows); err != nil {
+		return
+	}
+	return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, float64(bytes) / float64(rows), nil
+}
+
+// hwmMB is the peak resident set (VmHWM) of a process in MiB.
+func hwmMB(pid int) float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
