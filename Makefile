@@ -34,7 +34,7 @@ test: deps vet
 	@mkdir -p $(dir $(TEST_LOG))
 	@echo "go test $(TEST_FLAGS) ./...  (full log: $(TEST_LOG))"
 	@$(GO) test $(TEST_FLAGS) -v ./... 2>&1 | tee $(TEST_LOG) \
-	  | grep -E --line-buffered '^(ok|FAIL|---|panic:|clickhouse:|kafka:|--- FAIL)|^\s+--- FAIL|\[build failed\]|\[setup failed\]|_test\.go:[0-9]+:.*(FAIL|Error|error|panic)' || true
+	  | grep -aE --line-buffered '^(ok|FAIL|---|panic:|clickhouse:|kafka:|--- FAIL)|^\s+--- FAIL|\[build failed\]|\[setup failed\]|_test\.go:[0-9]+:.*(FAIL|Error|error|panic)' || true
 	@bash scripts/test-summary.sh $(TEST_LOG)
 
 test-race: deps

@@ -3,12 +3,12 @@
 # verdict per package. Exits non-zero on any failure (or a build failure).
 set -euo pipefail
 log=${1:?usage: test-summary.sh LOG}
-pass=$(grep -cE '^\s*--- PASS' "$log" || true)
-fail=$(grep -cE '^\s*--- FAIL' "$log" || true)
-skip=$(grep -cE '^\s*--- SKIP' "$log" || true)
-pkgfail=$(grep -cE '^FAIL\s|^FAIL$|\[build failed\]|\[setup failed\]' "$log" || true)
+pass=$(grep -acE '^\s*--- PASS' "$log" || true)
+fail=$(grep -acE '^\s*--- FAIL' "$log" || true)
+skip=$(grep -acE '^\s*--- SKIP' "$log" || true)
+pkgfail=$(grep -acE '^FAIL\s|^FAIL$|\[build failed\]|\[setup failed\]' "$log" || true)
 if [ "$skip" -gt 0 ]; then
-	echo "skipped tests:"; grep -E '^\s*--- SKIP' "$log"
+	echo "skipped tests:"; grep -aE '^\s*--- SKIP' "$log"
 fi
 echo "tests: ${pass} passed, ${fail} failed, ${skip} skipped"
 echo "${pass} passed, ${fail} failed"

@@ -72,6 +72,16 @@ func (d *spanDecoder) anyValue(r rng) anyVal {
 }
 
 func (d *spanDecoder) anyValueInto(v *anyVal, r rng) {
+	if scalarAnyValue(d.data, r.s, r.e) {
+		switch p := r.s; d.data[p] {
+		case 1<<3 | wtLen:
+			*v = anyVal{typ: vStr, a: p + 2, b: r.e}
+			return
+		case 3<<3 | wtVarint:
+			*v = anyVal{typ: vInt, n: uint64(d.data[p+1])}
+			return
+		}
+	}
 	for pos := r.s; pos < r.e; {
 		f, next, _ := readField(d.data, pos, r.e)
 		pos = next

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ func benchmarkDecodeSpans(b *testing.B, enc Encoding) {
 	spans := len(dst)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg)))
-	cpu := processCPU()
+	cpu, mallocs := processCPU(), mallocCount()
 	for b.Loop() {
 		clear(dst)
 		dst, _, err = DecodeSpans(msg, enc, opts, dst[:0])
@@ -33,7 +34,7 @@ func benchmarkDecodeSpans(b *testing.B, enc Encoding) {
 			b.Fatal(err)
 		}
 	}
-	reportPerSpan(b, spans, processCPU()-cpu)
+	reportPerSpan(b, spans, processCPU()-cpu, mallocCount()-mallocs)
 	b.ReportMetric(float64(len(msg))/float64(spans), "bytes/span")
 }
 
@@ -55,7 +56,7 @@ func BenchmarkDecodeSpansReferenceProto(b *testing.B) {
 	opts := testSpanOptions()
 	var dst []Span
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu, mallocs := processCPU(), mallocCount()
 	for b.Loop() {
 		clear(dst)
 		var err error
@@ -63,16 +64,24 @@ func BenchmarkDecodeSpansReferenceProto(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	reportPerSpan(b, len(dst), processCPU()-cpu)
+	reportPerSpan(b, len(dst), processCPU()-cpu, mallocCount()-mallocs)
 }
 
-// reportPerSpan reports wall and process CPU time and allocations per span.
-func reportPerSpan(b *testing.B, spans int, cpu time.Duration) {
+func mallocCount() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
+}
+
+// reportPerSpan reports wall and process CPU time (GC included) and
+// allocations per span.
+func reportPerSpan(b *testing.B, spans int, cpu time.Duration, mallocs uint64) {
 	n := float64(b.N * spans)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/span")
 	if cpu > 0 {
 		b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/span")
 	}
+	b.ReportMetric(float64(mallocs)/n, "allocs/span")
 }
 
 // BenchmarkDecodeAuditEvent decodes a realistic audit event with the

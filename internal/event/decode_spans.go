@@ -199,12 +199,13 @@ type spanDecoder struct {
 	haveTrace    bool
 
 	// per resource
-	resAttrs   map[string]string
-	resTenant  []string
-	resAgent   [3]string // agent id, name, version from resource attributes
-	service    string
-	resLen     int
-	spanTenant []string
+	resAttrs  map[string]string
+	resTenant []string  // value of each tenant key on the resource
+	resAgent  [3]string // agent id, name, version from resource attributes
+	service   string
+	resLen    int
+
+	spanTenant []string // value of each tenant key on the span
 
 	// where we are, for error messages: where names the part of span
 	// spanIdx (-1: of the resource or scope), with "#" standing for sub.

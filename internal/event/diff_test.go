@@ -366,3 +366,84 @@ func TestFastDecoderAgreesWithPdata(t *testing.T) {
 		t.Errorf("only %d of %d generated messages decoded", outcomes[""], n)
 	}
 }
+
+// Wire-format corners the generator does not reach: repeated singular
+// fields, merged messages, oneof overrides, unknown fields and groups,
+// wrong wire types, profile-only string indexes.
+func TestFastDecoderAgreesWithPdataOnWireCorners(t *testing.T) {
+	varintField := func(num int, v uint64) []byte {
+		return binary.AppendUvarint(binary.AppendUvarint(nil, uint64(num)<<3|wtVarint), v)
+	}
+	fixed64 := func(num int, v uint64) []byte {
+		return binary.LittleEndian.AppendUint64(binary.AppendUvarint(nil, uint64(num)<<3|wtI64), v)
+	}
+	str := func(num int, s string) []byte { return protoField(num, []byte(s)) }
+	cat := func(parts ...[]byte) []byte { return slices.Concat(parts...) }
+	kv := func(k string, value ...[]byte) []byte {
+		return protoField(9, cat(str(1, k), protoField(2, cat(value...))))
+	}
+	now := uint64(ts(-time.Minute))
+	span := func(extra ...[]byte) []byte {
+		return cat(protoField(1, testTraceID[:]), protoField(2, testSpanID[:]),
+			fixed64(7, now), fixed64(8, now+1), cat(extra...))
+	}
+	request := func(resource, scope []byte, spans ...[]byte) []byte {
+		ss := scope
+		for _, s := range spans {
+			ss = cat(ss, protoField(2, s))
+		}
+		return protoField(1, cat(resource, protoField(2, ss)))
+	}
+	group := func(num int, inner ...[]byte) []byte {
+		return cat(binary.AppendUvarint(nil, uint64(num)<<3|wtStartGroup), cat(inner...),
+			binary.AppendUvarint(nil, uint64(num)<<3|wtEndGroup))
+	}
+	for _, tc := range []struct {
+		name   string
+		msg    []byte
+		reason Reason // "" for a message that decodes
+	}{
+		{"name twice, last wins", request(nil, nil, span(str(5, "first"), str(5, "second"))), ""},
+		{"trace id reset by empty one", request(nil, nil, span(protoField(1, nil))), ReasonInvalidID},
+		{"oneof: string then int", request(nil, nil, span(kv("k", str(1, "s"), varintField(3, 7)))), ""},
+		{"oneof: array then string", request(nil, nil, span(kv("k", protoField(5, protoField(1, str(1, "a"))), str(1, "s")))), ""},
+		{"string_value_strindex", request(nil, nil, span(kv("k", varintField(8, 3)))), ""},
+		{"key_strindex only", request(nil, nil, span(protoField(9, cat(varintField(3, 1), protoField(2, str(1, "v")))))), ""},
+		{"value field twice, merged", request(nil, nil, span(protoField(9, cat(str(1, "k"),
+			protoField(2, str(1, "v")), protoField(2, nil))))), ""},
+		{"status twice, merged", request(nil, nil, span(protoField(15, str(2, "msg")), protoField(15, varintField(3, 2)))), ""},
+		{"resource twice, merged", request(cat(protoField(1, protoField(1, cat(str(1, "tenant.id"), protoField(2, str(1, "t1"))))),
+			protoField(1, protoField(1, cat(str(1, "service.name"), protoField(2, str(1, "svc")))))), nil, span()), ""},
+		{"scope twice, merged", request(nil, cat(protoField(1, str(1, "scope")), protoField(1, str(2, "v2"))), span()), ""},
+		{"unknown fields everywhere", request(varintField(77, 1), varintField(78, 2),
+			span(varintField(99, 5), fixed64(98, 1), protoField(97, []byte("x")), kv("k", str(1, "v"), varintField(96, 0)))), ""},
+		{"unknown group", request(nil, nil, span(group(50, varintField(1, 1)), str(5, "after"))), ReasonDecodeFailed},
+		{"nested unknown groups", request(nil, nil, span(group(50, group(51)), str(5, "after"))), ""},
+		{"end group without start", request(nil, nil, span(binary.AppendUvarint(nil, 50<<3|wtEndGroup))), ReasonDecodeFailed},
+		{"illegal wire type", request(nil, nil, span(binary.AppendUvarint(nil, 50<<3|6))), ReasonDecodeFailed},
+		{"kind as a length-delimited field", request(nil, nil, span(str(6, "client"))), ReasonDecodeFailed},
+		{"start time as a varint", request(nil, nil, span(varintField(7, 5))), ReasonDecodeFailed},
+		{"attribute value as a varint", request(nil, nil, span(protoField(9, cat(str(1, "k"), varintField(2, 1))))), ReasonDecodeFailed},
+		{"field number zero", request(nil, nil, span([]byte{0x02, 0x00})), ReasonDecodeFailed},
+		{"varint of eleven bytes", request(nil, nil, span([]byte{6 << 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})), ReasonDecodeFailed},
+		{"length beyond the message", request(nil, nil, span([]byte{5<<3 | wtLen, 0x7f, 'x'})), ReasonDecodeFailed},
+		{"entity ref with a bad wire type", request(protoField(1, protoField(3, varintField(1, 1))), nil, span()), ReasonDecodeFailed},
+		{"entity ref well formed", request(protoField(1, protoField(3, cat(str(1, "u"), str(2, "t"), str(3, "k")))), nil, span()), ""},
+		{"status with deprecated code field", request(nil, nil, span(protoField(15, varintField(1, 2)))), ""},
+		{"link flags and dropped counts", request(nil, nil, span(protoField(13, cat(protoField(1, testTraceID[:]), protoField(2, testParent[:]), varintField(5, 3), binary.LittleEndian.AppendUint32(binary.AppendUvarint(nil, 6<<3|wtI32), 1))))), ""},
+		{"span flags as fixed32", request(nil, nil, span(binary.LittleEndian.AppendUint32(binary.AppendUvarint(nil, 16<<3|wtI32), 0x301))), ""},
+		{"kind out of range", request(nil, nil, span(varintField(6, 1<<40|3))), ""},
+		{"negative int value", request(nil, nil, span(kv(KeyInputTokens, varintField(3, math.MaxUint64)))), ""},
+		{"bool value of 2", request(nil, nil, span(kv("b", varintField(2, 2)))), ""},
+		{"empty message", nil, ""},
+		{"resource spans without scope spans", protoField(1, protoField(1, nil)), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			compareDecoders(t, tc.msg, EncodingProto, testSpanOptions())
+			_, _, err := DecodeSpans(tc.msg, EncodingProto, testSpanOptions(), nil)
+			if r, _ := ReasonOf(err); r != tc.reason {
+				t.Errorf("err = %v, want reason %q", err, tc.reason)
+			}
+		})
+	}
+}

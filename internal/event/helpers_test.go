@@ -85,7 +85,7 @@ func decodeOne(t *testing.T, td ptrace.Traces, opts SpanOptions) (Span, Stats) {
 
 // agentTrace builds the benchmark's realistic message: one trace, an
 // invoke_agent span with three children (execute_tool, chat, execute_tool),
-// 11 to 17 attributes each.
+// 13 to 17 attributes each, about 700 bytes per span in protobuf.
 func agentTrace() ptrace.Traces {
 	td := ptrace.NewTraces()
 	rs := td.ResourceSpans().AppendEmpty()
@@ -95,7 +95,6 @@ func agentTrace() ptrace.Traces {
 	ra.PutStr("deployment.environment.name", "production")
 	ra.PutStr("tenant.id", "tenant-7f3a9c")
 	ra.PutStr("host.name", "agent-worker-5c9d7b8f6-x2k4p")
-	ra.PutStr("telemetry.sdk.language", "python")
 	ss := rs.ScopeSpans().AppendEmpty()
 	ss.Scope().SetName("opentelemetry.instrumentation.openai_agents")
 	ss.Scope().SetVersion("0.52.0")
@@ -126,7 +125,6 @@ func agentTrace() ptrace.Traces {
 	a.PutStr("session.id", "sess_0b9a4c1e7d2f4a8b")
 	a.PutStr("server.address", "api.openai.com")
 	a.PutInt("server.port", 443)
-	a.PutStr("gen_ai.agent.description", "Triage inbound support tickets and route them to the right queue")
 
 	for i := range 3 {
 		c := ss.Spans().AppendEmpty()
@@ -156,7 +154,6 @@ func agentTrace() ptrace.Traces {
 			ca.PutStr("server.address", "api.openai.com")
 			ca.PutInt("server.port", 443)
 			ca.PutStr("openai.response.service_tier", "default")
-			ca.PutStr("openai.response.system_fingerprint", "fp_44709d6fcb")
 			continue
 		}
 		c.SetName("execute_tool lookup_customer")
@@ -165,16 +162,13 @@ func agentTrace() ptrace.Traces {
 		ca.PutStr("gen_ai.tool.name", "lookup_customer")
 		ca.PutStr("gen_ai.tool.type", "function")
 		ca.PutStr("gen_ai.tool.call.id", "call_mszuSIzqtI65i1wAUOE8w5H4")
-		ca.PutStr("gen_ai.tool.description", "Look up a customer record by email or account number")
 		ca.PutStr("gen_ai.tool.call.arguments", `{"email":"jane.doe@example.com","include":["orders","tickets"]}`)
-		ca.PutStr("gen_ai.tool.call.result", `{"customer_id":"cus_9f8e7d6c","tier":"gold","open_tickets":2,"last_order":"2025-09-30"}`)
+		ca.PutStr("gen_ai.tool.call.result", `{"customer_id":"cus_9f8e7d6c","tier":"gold","open_tickets":2}`)
 		ca.PutStr("gen_ai.agent.id", "asst_5j66UpCpwteGg4YSxUnt7lPY")
 		ca.PutStr("gen_ai.agent.name", "support-triage")
 		ca.PutStr("gen_ai.conversation.id", "conv_5j66UpCpwteGg4YSxUnt7lPY")
 		ca.PutStr("mcp.method.name", "tools/call")
 		ca.PutStr("mcp.session.id", "mcp-sess-2f1e0d9c8b7a")
-		ca.PutStr("network.transport", "tcp")
-		ca.PutStr("db.system.name", "postgresql")
 		ca.PutInt("db.response.returned_rows", 1)
 	}
 	return td

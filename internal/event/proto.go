@@ -50,7 +50,7 @@ type field struct {
 
 // cursor iterates over the fields of the message data[pos:end]:
 //
-//	for c := newCursor(data, r); c.more(); {
+//	for c := (cursor{data: data, pos: r.s, end: r.e}); c.more(); {
 //		f := c.next()
 //		switch f.num { ... }
 //	}
@@ -62,8 +62,6 @@ type cursor struct {
 	pos, end int
 	err      error
 }
-
-func newCursor(data []byte, r rng) cursor { return cursor{data: data, pos: r.s, end: r.e} }
 
 func (c *cursor) more() bool { return c.pos < c.end }
 
@@ -563,6 +561,9 @@ func (v *validator) anyValue(pos, end, depth int) error {
 		return errProtoRecursion
 	}
 	depth++
+	if scalarAnyValue(v.data, pos, end) {
+		return nil
+	}
 	c := v.cursor(pos, end)
 	for c.more() {
 		f := c.next()
@@ -584,6 +585,24 @@ func (v *validator) anyValue(pos, end, depth int) error {
 		}
 	}
 	return c.err
+}
+
+// scalarAnyValue reports whether data[pos:end] is an AnyValue of exactly one
+// string or bytes field (one-byte length), bool or int (one-byte varint)
+// or double: the common case, valid without further ado.
+func scalarAnyValue(data []byte, pos, end int) bool {
+	if end-pos < 2 {
+		return false
+	}
+	switch data[pos] {
+	case 1<<3 | wtLen, 7<<3 | wtLen: // string, bytes
+		return data[pos+1] < 0x80 && pos+2+int(data[pos+1]) == end
+	case 2<<3 | wtVarint, 3<<3 | wtVarint: // bool, int
+		return data[pos+1] < 0x80 && pos+2 == end
+	case 4<<3 | wtI64: // double
+		return pos+9 == end
+	}
+	return false
 }
 
 // list validates an ArrayValue or a KeyValueList: repeated field 1.

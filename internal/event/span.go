@@ -14,9 +14,9 @@ import (
 // ingested_at is left to its DEFAULT.
 //
 // Rows from one DecodeSpans call share memory: spans of one resource (scope)
-// share one ResourceAttributes (ScopeAttributes) map, and the id strings are
-// substrings of one string. Treat rows as read-only. Empty maps and slices
-// are nil.
+// share one ResourceAttributes (ScopeAttributes) map, and their strings are
+// substrings of one copy of the message (so a row keeps its message in
+// memory). Treat rows as read-only. Empty maps and slices are nil.
 type Span struct {
 	TenantID      string    `ch:"tenant_id"`
 	StartTime     time.Time `ch:"start_time"`

@@ -1,6 +1,7 @@
 package event
 
 import (
+	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,8 @@ import (
 )
 
 // protoField encodes a length-delimited protobuf field.
-func protoField(num byte, payload []byte) []byte {
-	b := []byte{num<<3 | 2}
+func protoField(num int, payload []byte) []byte {
+	b := binary.AppendUvarint(nil, uint64(num)<<3|wtLen)
 	n := len(payload)
 	for n >= 0x80 {
 		b = append(b, byte(n)|0x80)
@@ -230,7 +231,9 @@ func TestDecodeSpansChecksUTF8ThatPdataLetsThrough(t *testing.T) {
 			case EncodingJSON:
 				_, err = (&ptrace.JSONUnmarshaler{}).UnmarshalTraces(msg)
 			}
-			t.Logf("pdata unmarshal: err=%v", err)
+			if err != nil {
+				t.Logf("pdata now rejects invalid UTF-8 (%v): the package doc can say so", err)
+			}
 			_, _, err = DecodeSpans(msg, enc, testSpanOptions(), nil)
 			if r, _ := ReasonOf(err); r != ReasonInvalidUTF8 {
 				t.Errorf("err = %v, want invalid_utf8", err)
@@ -240,8 +243,8 @@ func TestDecodeSpansChecksUTF8ThatPdataLetsThrough(t *testing.T) {
 }
 
 func TestOptionsDefaultsAndValidation(t *testing.T) {
-	if err := DefaultSpanOptions().Limits.withDefaults(); err != DefaultLimits() {
-		t.Error("zero limits do not take the defaults")
+	if l := DefaultSpanOptions().Limits.withDefaults(); l != DefaultLimits() {
+		t.Error("default limits changed by withDefaults")
 	}
 	if (Limits{}).withDefaults() != DefaultLimits() {
 		t.Error("zero limits do not take the defaults")

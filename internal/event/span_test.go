@@ -610,3 +610,31 @@ func TestEncodingValidate(t *testing.T) {
 		t.Errorf("DecodeSpans: %v", err)
 	}
 }
+
+// OTLP before 1.0 called ScopeSpans InstrumentationLibrarySpans (field
+// 1000). pdata's JSON unmarshaler migrates them (otlp.MigrateTraces), its
+// protobuf unmarshaler does not; DecodeSpans does for both, so no span is
+// lost.
+func TestDecodeSpansReadsDeprecatedInstrumentationLibrarySpans(t *testing.T) {
+	td, _, ss := newTraces()
+	addSpan(ss, 0).SetName("old")
+	pb := marshal(t, td, EncodingProto)
+	f, _, err := readField(pb, 0, len(pb)) // the ResourceSpans
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []byte
+	for pos := f.s; pos < f.e; {
+		g, next, _ := readField(pb, pos, f.e)
+		if g.num == 2 {
+			rs = append(rs, protoField(1000, pb[g.s:g.e])...)
+		} else {
+			rs = append(rs, pb[pos:next]...)
+		}
+		pos = next
+	}
+	rows, _, err := DecodeSpans(protoField(1, rs), EncodingProto, testSpanOptions(), nil)
+	if err != nil || len(rows) != 1 || rows[0].Name != "old" || rows[0].ScopeName != "github.com/acme/agent" {
+		t.Fatalf("rows %+v, err %v", rows, err)
+	}
+}

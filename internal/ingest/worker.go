@@ -128,7 +128,7 @@ func (w *worker) run(gctx context.Context) {
 		MinBytes:      1,
 		MaxBytes:      w.s.cfg.FetchMaxBytes,
 		MaxWait:       250 * time.Millisecond,
-		QueueCapacity: 1000,
+		QueueCapacity: 100,
 	})
 	defer r.Close()
 	start := w.committed
