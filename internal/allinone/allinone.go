@@ -18,7 +18,10 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chdb"
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/ingest"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
+	"github.com/agentaudit/agentaudit/internal/otlphttp"
+	"github.com/agentaudit/agentaudit/internal/sim"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/internal/telemetry"
 )
@@ -30,6 +33,16 @@ type Config struct {
 	Kafka      KafkaConfig      `yaml:"kafka"`
 	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 	Telemetry  telemetry.Config `yaml:"telemetry"`
+	Ingest     ingest.Config    `yaml:"ingest"`
+	OTLPHTTP   otlphttp.Config  `yaml:"otlp_http"`
+	Demo       DemoConfig       `yaml:"demo"`
+}
+
+// DemoConfig: simulated agent traffic with attacks, for a first look.
+type DemoConfig struct {
+	Enabled   bool    `yaml:"enabled"`
+	TraceRate float64 `yaml:"trace_rate"`
+	Seed      uint64  `yaml:"seed"`
 }
 
 // KafkaConfig: embedded kfake unless Brokers is set.
@@ -63,6 +76,20 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ClickHouse.HTTPPort, "clickhouse.http-port", 8123, "embedded ClickHouse HTTP port on 127.0.0.1 (0: free port)")
 	c.ClickHouse.Conn.RegisterFlagsWithPrefix("clickhouse.", fs)
 	c.Telemetry.RegisterFlagsWithPrefix("telemetry.", "127.0.0.1:9464", fs)
+	c.Ingest.RegisterFlagsWithPrefix("ingest.", fs)
+	c.OTLPHTTP.RegisterFlagsWithPrefix("otlp-http.", fs)
+	fs.BoolVar(&c.Demo.Enabled, "demo", true, "produce simulated agent traffic (with attacks) into the topics")
+	fs.Float64Var(&c.Demo.TraceRate, "demo.trace-rate", 20, "simulated traces per second")
+	fs.Uint64Var(&c.Demo.Seed, "demo.seed", 1, "simulator seed")
+}
+
+func (c *Config) runs(target string) bool {
+	for _, t := range strings.Split(c.Target, ",") {
+		if t = strings.TrimSpace(t); t == "all" || t == target {
+			return true
+		}
+	}
+	return false
 }
 
 // Validate reports configuration errors.
@@ -162,5 +189,52 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
-	return g.Wait()
+	if cfg.runs("ingest") {
+		icfg := ingest.ServiceConfig{Ingest: cfg.Ingest, OTLPHTTP: cfg.OTLPHTTP}
+		icfg.Ingest.Brokers = brokers
+		icfg.Ingest.SpansTopic, icfg.Ingest.EventsTopic = cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic
+		icfg.OTLPHTTP.Topic = cfg.Kafka.SpansTopic
+		g.Go(func() error {
+			return ingest.RunService(gctx, &icfg, conn, chCfg.Database, log.With("service", "ingest"), reg)
+		})
+		fmt.Fprintf(out, "  ingest      consuming %s, %s; OTLP/HTTP receiver http://%s/v1/traces\n", cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic, cfg.OTLPHTTP.ListenAddress)
+	}
+	if cfg.Demo.Enabled {
+		g.Go(func() error { return runDemo(gctx, cfg, brokers, log) })
+		fmt.Fprintf(out, "  demo        simulated agents at %.0f traces/s with an attack every few seconds (-demo=false to turn off)\n", cfg.Demo.TraceRate)
+		fmt.Fprintf(out, "  try         clickhouse: SELECT tenant_id, agent_id, tool_name, policy_decision FROM agentaudit.audit_events ORDER BY ts DESC LIMIT 10\n")
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+func runDemo(ctx context.Context, cfg Config, brokers []string, log *slog.Logger) error {
+	sc := sim.DefaultConfig()
+	sc.Seed = cfg.Demo.Seed
+	sc.TraceRate = cfg.Demo.TraceRate
+	sc.Start = time.Now().UTC()
+	sc.SpansTopic, sc.EventsTopic = cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic
+	sc.Attacks = sim.DefaultAttackConfig()
+	kinds, err := sim.ParseAttackKinds("all")
+	if err != nil {
+		return err
+	}
+	sc.Attacks.Kinds = kinds
+	s, err := sim.New(sc)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	p, err := sim.NewProducer(sim.ProducerConfig{Brokers: brokers})
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer p.Close()
+	log.Info("demo traffic started", "trace_rate", sc.TraceRate)
+	if err := sim.Stream(ctx, s, p, sim.StreamOptions{RealTime: true}); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
 }

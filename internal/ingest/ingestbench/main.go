@@ -11,6 +11,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -36,8 +38,10 @@ func main() {
 	ingestBin := flag.String("ingest", "bin/ingest", "ingest binary")
 	serverBin := flag.String("agentaudit", "bin/agentaudit", "agentaudit binary (serves ClickHouse)")
 	work := flag.String("dir", ".cache/bench-ingest", "working directory")
+	profile := flag.Duration("profile", 0, "if set, take a CPU profile of ingest for this long during run 1 (written to -dir)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	profileFor = *profile
 	if err := run(*traces, *events, *runs, *ingestBin, *serverBin, *work, log); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		os.Exit(1)
@@ -91,7 +95,9 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 	defer conn.Close()
 	var spansPS, eventsPS, rss, disk []float64
 	for r := 1; r <= runs; r++ {
+		chBefore := cpuSeconds(ch.PID())
 		s, e, m, d, err := oneRun(ctx, r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events)
+		fmt.Printf("run %d: clickhouse_cpu_seconds=%.1f (whole run incl. OPTIMIZE FINAL)\n", r, cpuSeconds(ch.PID())-chBefore)
 		if err != nil {
 			return err
 		}
@@ -105,12 +111,36 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 	return nil
 }
 
+var profileFor time.Duration
+
+// takeProfile saves a CPU profile of the ingest process from its admin port.
+func takeProfile(addr, path string, d time.Duration) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
+	fmt.Printf("cpu profile of ingest: %s (go tool pprof -top %s)\n", path, path)
+}
+
 func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ingestBin, work string, wantSpans, wantEvents int64) (spansPS, eventsPS, rssMB, diskPerSpan float64, err error) {
 	db := fmt.Sprintf("bench_%d", r)
+	port, err := chdb.FreePort()
+	if err != nil {
+		return
+	}
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(ingestBin,
 		"-ingest.kafka.brokers="+kafkaAddr, "-ingest.kafka.group-id="+db,
 		"-clickhouse.addr="+chAddr, "-clickhouse.database="+db,
-		"-telemetry.listen-address=127.0.0.1:0", "-telemetry.log-level=warn", "-otlp-http.listen-address=")
+		"-telemetry.listen-address="+adminAddr, "-telemetry.log-level=warn", "-otlp-http.listen-address=")
 	logf, err := os.Create(filepath.Join(work, db+".log"))
 	if err != nil {
 		return
@@ -125,6 +155,12 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	}()
+	if r == 1 && profileFor > 0 {
+		go func() {
+			time.Sleep(3 * time.Second)
+			takeProfile(adminAddr, filepath.Join(work, "ingest.cpu.pprof"), profileFor)
+		}()
+	}
 	var spansAt, eventsAt time.Duration
 	var peak float64
 	for spansAt == 0 || eventsAt == 0 {
@@ -143,6 +179,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 		}
 	}
 	peak = max(peak, hwmMB(cmd.Process.Pid))
+	fmt.Printf("run %d: ingest_cpu_seconds=%.1f wall_seconds=%.1f\n", r, cpuSeconds(cmd.Process.Pid), max(spansAt, eventsAt).Seconds())
 	if err = conn.Exec(ctx, "OPTIMIZE TABLE "+db+".spans FINAL"); err != nil {
 		return
 	}
@@ -171,6 +208,22 @@ func hwmMB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// cpuSeconds is the user+system CPU time of a process so far.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100 // clock ticks (USER_HZ = 100 on Linux)
 }
 
 func median(v []float64) float64 {
