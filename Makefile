@@ -6,6 +6,7 @@ GO ?= go
 export AGENTAUDIT_CACHE ?= $(HOME)/.cache/agentaudit
 TEST_FLAGS ?= -count=1 -timeout 25m
 TEST_LOG ?= .cache/test.log
+CI_FUZZTIME ?= 10s
 
 .PHONY: all build run deps test test-race vet fuzz clickhouse kafka bench-ingest clean
 
@@ -36,6 +37,7 @@ test: deps vet
 	@$(GO) test $(TEST_FLAGS) -v ./... 2>&1 | tee $(TEST_LOG) \
 	  | grep -aE --line-buffered '^(ok|FAIL|---|panic:|clickhouse:|kafka:|--- FAIL)|^\s+--- FAIL|\[build failed\]|\[setup failed\]|_test\.go:[0-9]+:.*(FAIL|Error|error|panic)' || true
 	@bash scripts/test-summary.sh $(TEST_LOG)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 
 test-race: deps
 	$(GO) test -race $(TEST_FLAGS) ./...
@@ -44,7 +46,8 @@ test-race: deps
 FUZZTIME ?= 20s
 fuzz:
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/event/ | grep ^Fuzz); do \
-	  echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./internal/event/; done
+	  echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./internal/event/ 2>&1 | tail -3; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
 
 ## clickhouse: an embedded ClickHouse server in the foreground (native :9000, HTTP :8123)
 clickhouse:

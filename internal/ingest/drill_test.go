@@ -110,7 +110,8 @@ func TestDrillIngestKilledRepeatedlyLosesAndDoublesNothing(t *testing.T) {
 			}
 			produce(t, broker.Addr(), "spans", sm...)
 			produce(t, broker.Addr(), "events", em...)
-			time.Sleep(300 * time.Millisecond)
+			// ~40 s of traffic: long enough for every kill to land mid-stream.
+			time.Sleep(800 * time.Millisecond)
 		}
 	}()
 

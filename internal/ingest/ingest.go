@@ -47,7 +47,7 @@ type Service struct {
 	log      *slog.Logger
 	m        *metrics
 	dlq      *kafka.Writer
-	handlers map[string]handler // by topic
+	codecs   map[string]codec // by topic
 }
 
 // New builds the service. conn must have database db as its default.
@@ -69,29 +69,29 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 			AllowAutoTopicCreation: true,
 			MaxAttempts:            3,
 		},
-		handlers: map[string]handler{},
+		codecs:   map[string]codec{},
 	}
 	if cfg.SpansTopic != "" {
-		h, err := newSpanHandler(cfg, s.m)
+		c, err := newSpanCodec(cfg, s.m)
 		if err != nil {
 			return nil, err
 		}
-		s.handlers[cfg.SpansTopic] = h
+		s.codecs[cfg.SpansTopic] = c
 	}
 	if cfg.EventsTopic != "" {
-		h, err := newEventHandler(cfg)
+		c, err := newEventCodec(cfg)
 		if err != nil {
 			return nil, err
 		}
-		s.handlers[cfg.EventsTopic] = h
+		s.codecs[cfg.EventsTopic] = c
 	}
 	return s, nil
 }
 
 // Run consumes until ctx is cancelled, then flushes, commits and returns.
 func (s *Service) Run(ctx context.Context) error {
-	topics := make([]string, 0, len(s.handlers))
-	for t := range s.handlers {
+	topics := make([]string, 0, len(s.codecs))
+	for t := range s.codecs {
 		topics = append(topics, t)
 	}
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
@@ -128,15 +128,29 @@ func (s *Service) Run(ctx context.Context) error {
 		s.m.generations.Inc()
 		n := 0
 		for topic, parts := range gen.Assignments {
-			h := s.handlers[topic]
 			for _, pa := range parts {
-				w := &worker{s: s, h: h, gen: gen, topic: topic, partition: pa.ID, committed: pa.Offset}
+				// Each worker gets its own codec: codecs keep scratch space.
+				c, err := s.newCodec(topic)
+				if err != nil {
+					return err
+				}
+				w := &worker{s: s, c: c, gen: gen, topic: topic, partition: pa.ID, committed: pa.Offset}
 				gen.Start(w.run)
 				n++
 			}
 		}
 		s.log.Info("consumer group generation", "generation", gen.ID, "partitions", n)
 	}
+}
+
+func (s *Service) newCodec(topic string) (codec, error) {
+	switch s.codecs[topic].(type) {
+	case *spanCodec:
+		return newSpanCodec(s.cfg, s.m)
+	case *eventCodec:
+		return newEventCodec(s.cfg)
+	}
+	return nil, fmt.Errorf("no codec for topic %s", topic)
 }
 
 // backoff returns the wait before retry attempt n (0-based): exponential,

@@ -1,18 +1,16 @@
 package ingest
 
 import (
-	"context"
 	"fmt"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/agentaudit/agentaudit/internal/event"
 )
 
-// spanColumns are the columns ingest writes, in the order of insertSpans.
+// spanColumns are the columns ingest writes, in the order of appendSpan.
 const spanColumns = `tenant_id, start_time, end_time, duration_ns, trace_id, span_id, parent_span_id, trace_state, flags,
 name, kind, status_code, status_message, service_name, scope_name, scope_version,
 operation_name, provider_name, agent_id, agent_name, agent_version, tool_name, tool_call_id, tool_type,
@@ -24,210 +22,111 @@ events_time, events_name, events_attributes, links_trace_id, links_span_id, link
 dropped_attributes_count, dropped_events_count, dropped_links_count,
 src_partition, src_offset, src_index`
 
-type spanHandler struct {
-	opts event.SpanOptions
-	enc  event.Encoding
-	m    *metrics
+type spanCodec struct {
+	opts    event.SpanOptions
+	enc     event.Encoding
+	m       *metrics
+	scratch []event.Span
 }
 
-func newSpanHandler(cfg Config, m *metrics) (*spanHandler, error) {
+func newSpanCodec(cfg Config, m *metrics) (*spanCodec, error) {
 	enc := event.Encoding(cfg.SpansEncoding)
 	if err := enc.Validate(); err != nil {
 		return nil, err
 	}
-	return &spanHandler{opts: cfg.Spans, enc: enc, m: m}, nil
+	return &spanCodec{opts: cfg.Spans, enc: enc, m: m}, nil
 }
 
-func (h *spanHandler) table() string   { return "spans" }
-func (h *spanHandler) newBatch() batch { return &spanBatch{h: h} }
+func (c *spanCodec) table() string   { return "spans" }
+func (c *spanCodec) columns() string { return spanColumns }
 
-type spanBatch struct {
-	h       *spanHandler
-	spans   []event.Span
-	scratch []event.Span
-}
-
-func (b *spanBatch) rows() int { return len(b.spans) }
-func (b *spanBatch) reset()    { clear(b.spans); b.spans = b.spans[:0] }
-
-func (b *spanBatch) add(msg kafka.Message, stored *storedSet) (int, error) {
-	var st event.Stats
-	var err error
-	b.scratch, st, err = event.DecodeSpans(msg.Value, b.h.enc, b.h.opts, b.scratch[:0])
+func (c *spanCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, stored *storedSet) (int, error) {
+	spans, st, err := event.DecodeSpans(msg.Value, c.enc, c.opts, c.scratch[:0])
+	c.scratch = spans
+	defer clear(c.scratch)
 	if err != nil {
 		return 0, err
 	}
-	if st.UnknownTenant > 0 {
-		b.h.m.unknown.Add(float64(st.UnknownTenant))
+	if cols != nil && st.UnknownTenant > 0 {
+		c.m.unknown.Add(float64(st.UnknownTenant))
 	}
 	n := 0
-	for i := range b.scratch {
-		s := &b.scratch[i]
+	for i := range spans {
+		s := &spans[i]
 		if stored.has(msg.Offset, s.SrcIndex) {
-			b.h.m.skipped.WithLabelValues("spans").Inc()
+			if cols != nil {
+				c.m.skipped.WithLabelValues("spans").Inc()
+			}
 			continue
 		}
-		s.SrcPartition = uint16(msg.Partition)
-		s.SrcOffset = uint64(msg.Offset)
-		b.spans = append(b.spans, *s)
 		n++
+		if cols == nil {
+			continue
+		}
+		s.SrcPartition, s.SrcOffset = uint16(msg.Partition), uint64(msg.Offset)
+		if err := appendSpan(cols, s); err != nil {
+			return n, err
+		}
 	}
-	clear(b.scratch)
 	return n, nil
 }
 
-// insert sends the batch as one INSERT, column by column.
-func (b *spanBatch) insert(ctx context.Context, conn driver.Conn, token string) error {
-	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-		"insert_deduplicate":         1,
-		"insert_deduplication_token": token,
-	}))
-	bt, err := conn.PrepareBatch(ctx, "INSERT INTO spans ("+spanColumns+")")
-	if err != nil {
-		return fmt.Errorf("prepare insert into spans: %w", err)
+var (
+	emptyMap   = map[string]string{}
+	emptyStrs  = []string{}
+	emptyTimes = []time.Time{}
+	emptyMaps  = []map[string]string{}
+)
+
+func orEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return emptyMap
 	}
-	defer bt.Abort()
-	n := len(b.spans)
-	str := func(f func(*event.Span) string) []string {
-		out := make([]string, n)
-		for i := range b.spans {
-			out[i] = f(&b.spans[i])
-		}
-		return out
-	}
-	u64 := func(f func(*event.Span) uint64) []uint64 {
-		out := make([]uint64, n)
-		for i := range b.spans {
-			out[i] = f(&b.spans[i])
-		}
-		return out
-	}
-	u32 := func(f func(*event.Span) uint32) []uint32 {
-		out := make([]uint32, n)
-		for i := range b.spans {
-			out[i] = f(&b.spans[i])
-		}
-		return out
-	}
-	ts := func(f func(*event.Span) time.Time) []time.Time {
-		out := make([]time.Time, n)
-		for i := range b.spans {
-			out[i] = f(&b.spans[i])
-		}
-		return out
-	}
-	maps := func(f func(*event.Span) map[string]string) []map[string]string {
-		out := make([]map[string]string, n)
-		for i := range b.spans {
-			if out[i] = f(&b.spans[i]); out[i] == nil {
-				out[i] = map[string]string{}
-			}
-		}
-		return out
-	}
-	strs := func(f func(*event.Span) []string) [][]string {
-		out := make([][]string, n)
-		for i := range b.spans {
-			if out[i] = f(&b.spans[i]); out[i] == nil {
-				out[i] = []string{}
-			}
-		}
-		return out
-	}
-	u16 := make([]uint16, n)
-	for i := range b.spans {
-		u16[i] = b.spans[i].SrcPartition
-	}
-	evTimes := make([][]time.Time, n)
-	evAttrs := make([][]map[string]string, n)
-	lnAttrs := make([][]map[string]string, n)
-	for i := range b.spans {
-		s := &b.spans[i]
-		evTimes[i] = nonNil(s.EventsTime)
-		evAttrs[i] = nonNilMaps(s.EventsAttributes)
-		lnAttrs[i] = nonNilMaps(s.LinksAttributes)
-	}
-	cols := []any{
-		str(func(s *event.Span) string { return s.TenantID }),
-		ts(func(s *event.Span) time.Time { return s.StartTime }),
-		ts(func(s *event.Span) time.Time { return s.EndTime }),
-		u64(func(s *event.Span) uint64 { return s.DurationNs }),
-		str(func(s *event.Span) string { return s.TraceID }),
-		str(func(s *event.Span) string { return s.SpanID }),
-		str(func(s *event.Span) string { return s.ParentSpanID }),
-		str(func(s *event.Span) string { return s.TraceState }),
-		u32(func(s *event.Span) uint32 { return s.Flags }),
-		str(func(s *event.Span) string { return s.Name }),
-		str(func(s *event.Span) string { return s.Kind }),
-		str(func(s *event.Span) string { return s.StatusCode }),
-		str(func(s *event.Span) string { return s.StatusMessage }),
-		str(func(s *event.Span) string { return s.ServiceName }),
-		str(func(s *event.Span) string { return s.ScopeName }),
-		str(func(s *event.Span) string { return s.ScopeVersion }),
-		str(func(s *event.Span) string { return s.OperationName }),
-		str(func(s *event.Span) string { return s.ProviderName }),
-		str(func(s *event.Span) string { return s.AgentID }),
-		str(func(s *event.Span) string { return s.AgentName }),
-		str(func(s *event.Span) string { return s.AgentVersion }),
-		str(func(s *event.Span) string { return s.ToolName }),
-		str(func(s *event.Span) string { return s.ToolCallID }),
-		str(func(s *event.Span) string { return s.ToolType }),
-		str(func(s *event.Span) string { return s.RequestModel }),
-		str(func(s *event.Span) string { return s.ResponseModel }),
-		str(func(s *event.Span) string { return s.ResponseID }),
-		str(func(s *event.Span) string { return s.ConversationID }),
-		strs(func(s *event.Span) []string { return s.FinishReasons }),
-		u64(func(s *event.Span) uint64 { return s.InputTokens }),
-		u64(func(s *event.Span) uint64 { return s.OutputTokens }),
-		u64(func(s *event.Span) uint64 { return s.CacheReadInputTokens }),
-		u64(func(s *event.Span) uint64 { return s.CacheCreationInputTokens }),
-		u64(func(s *event.Span) uint64 { return s.ReasoningOutputTokens }),
-		str(func(s *event.Span) string { return s.ErrorType }),
-		str(func(s *event.Span) string { return s.ToolCallArgumentsSHA256 }),
-		str(func(s *event.Span) string { return s.ToolCallResultSHA256 }),
-		maps(func(s *event.Span) map[string]string { return s.ResourceAttributes }),
-		maps(func(s *event.Span) map[string]string { return s.ScopeAttributes }),
-		maps(func(s *event.Span) map[string]string { return s.SpanAttributes }),
-		evTimes,
-		strs(func(s *event.Span) []string { return s.EventsName }),
-		evAttrs,
-		strs(func(s *event.Span) []string { return s.LinksTraceID }),
-		strs(func(s *event.Span) []string { return s.LinksSpanID }),
-		strs(func(s *event.Span) []string { return s.LinksTraceState }),
-		lnAttrs,
-		u32(func(s *event.Span) uint32 { return s.DroppedAttributes }),
-		u32(func(s *event.Span) uint32 { return s.DroppedEvents }),
-		u32(func(s *event.Span) uint32 { return s.DroppedLinks }),
-		u16,
-		u64(func(s *event.Span) uint64 { return s.SrcOffset }),
-		u32(func(s *event.Span) uint32 { return s.SrcIndex }),
-	}
-	for i, c := range cols {
-		if err := bt.Column(i).Append(c); err != nil {
-			return fmt.Errorf("append spans column %d: %w", i, err)
-		}
-	}
-	if err := bt.Send(); err != nil {
-		return fmt.Errorf("insert %d rows into spans: %w", n, err)
-	}
-	return nil
+	return m
 }
 
-func nonNil[T any](s []T) []T {
+func orEmptyStrs(s []string) []string {
 	if s == nil {
-		return []T{}
+		return emptyStrs
 	}
 	return s
 }
 
-func nonNilMaps(s []map[string]string) []map[string]string {
+func orEmptyMaps(s []map[string]string) []map[string]string {
 	if s == nil {
-		return []map[string]string{}
+		return emptyMaps
 	}
 	for i := range s {
 		if s[i] == nil {
-			s[i] = map[string]string{}
+			s[i] = emptyMap
 		}
 	}
 	return s
+}
+
+// appendSpan appends one row, column by column, in spanColumns order.
+func appendSpan(cols []driver.BatchColumn, s *event.Span) error {
+	evTimes := s.EventsTime
+	if evTimes == nil {
+		evTimes = emptyTimes
+	}
+	vals := [...]any{
+		s.TenantID, s.StartTime, s.EndTime, s.DurationNs, s.TraceID, s.SpanID, s.ParentSpanID, s.TraceState, s.Flags,
+		s.Name, s.Kind, s.StatusCode, s.StatusMessage, s.ServiceName, s.ScopeName, s.ScopeVersion,
+		s.OperationName, s.ProviderName, s.AgentID, s.AgentName, s.AgentVersion, s.ToolName, s.ToolCallID, s.ToolType,
+		s.RequestModel, s.ResponseModel, s.ResponseID, s.ConversationID, orEmptyStrs(s.FinishReasons),
+		s.InputTokens, s.OutputTokens, s.CacheReadInputTokens, s.CacheCreationInputTokens, s.ReasoningOutputTokens,
+		s.ErrorType, s.ToolCallArgumentsSHA256, s.ToolCallResultSHA256,
+		orEmpty(s.ResourceAttributes), orEmpty(s.ScopeAttributes), orEmpty(s.SpanAttributes),
+		evTimes, orEmptyStrs(s.EventsName), orEmptyMaps(s.EventsAttributes),
+		orEmptyStrs(s.LinksTraceID), orEmptyStrs(s.LinksSpanID), orEmptyStrs(s.LinksTraceState), orEmptyMaps(s.LinksAttributes),
+		s.DroppedAttributes, s.DroppedEvents, s.DroppedLinks,
+		s.SrcPartition, s.SrcOffset, s.SrcIndex,
+	}
+	for i, v := range vals {
+		if err := cols[i].AppendRow(v); err != nil {
+			return fmt.Errorf("append spans column %d: %w", i, err)
+		}
+	}
+	return nil
 }

@@ -18,7 +18,7 @@ func (s *Service) ensureDeadLetterTopics(ctx context.Context) {
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(s.cfg.Brokers...), Timeout: 10 * time.Second}
 	var topics []kafka.TopicConfig
-	for t := range s.handlers {
+	for t := range s.codecs {
 		topics = append(topics, kafka.TopicConfig{Topic: t + s.cfg.DeadLetterSuffix, NumPartitions: 1, ReplicationFactor: -1})
 	}
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics})

@@ -14,23 +14,6 @@ import (
 	"github.com/agentaudit/agentaudit/internal/event"
 )
 
-// handler turns one topic's messages into rows of one table.
-type handler interface {
-	table() string
-	newBatch() batch
-}
-
-// batch accumulates the rows of one partition between flushes.
-type batch interface {
-	// add decodes msg and appends its rows, leaving out those stored already.
-	// A message that cannot be stored returns an *event.Error and appends
-	// nothing: messages are dead-lettered whole.
-	add(msg kafka.Message, stored *storedSet) (rows int, err error)
-	rows() int
-	insert(ctx context.Context, conn driver.Conn, token string) error
-	reset()
-}
-
 // rowID is a row's origin within its topic partition.
 type rowID struct {
 	offset int64
@@ -83,7 +66,7 @@ func loadStored(ctx context.Context, conn driver.Conn, table string, partition i
 // worker owns one topic partition for the lifetime of a generation.
 type worker struct {
 	s         *Service
-	h         handler
+	c         codec
 	gen       *kafka.Generation
 	topic     string
 	partition int
@@ -99,7 +82,7 @@ func (w *worker) run(gctx context.Context) {
 	defer cancelStop()
 	context.AfterFunc(gctx, func() { time.AfterFunc(w.s.cfg.ShutdownTimeout, cancelStop) })
 	w.stopCtx = stopCtx
-	table := w.h.table()
+	table := w.c.table()
 
 	from := max(w.committed, 0)
 	var stored *storedSet
@@ -141,7 +124,7 @@ func (w *worker) run(gctx context.Context) {
 	}
 
 	var (
-		b          = w.h.newBatch()
+		b          = newBatch(w.c, w.s.conn)
 		dead       []kafka.Message
 		first      = int64(-1)
 		last       int64
@@ -187,7 +170,7 @@ func (w *worker) run(gctx context.Context) {
 		lagLabel.Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
 		w.s.m.bytes.WithLabelValues(w.topic).Add(float64(len(msg.Value)))
 
-		if _, err := b.add(msg, stored); err != nil {
+		if _, err := b.add(w.stopCtx, fmt.Sprintf("%s/%d", w.topic, w.partition), msg, stored); err != nil {
 			dead = append(dead, w.deadLetter(msg, err))
 			w.s.m.messages.WithLabelValues(w.topic, "dead_lettered").Inc()
 		} else {
@@ -209,9 +192,9 @@ func (w *worker) run(gctx context.Context) {
 // it succeeds or the worker's stop context ends; it never commits an offset
 // whose rows or dead letters are not acknowledged. It reports whether the
 // batch was committed.
-func (w *worker) flush(b batch, dead []kafka.Message, first, last int64) bool {
+func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 	ctx := w.stopCtx
-	table := w.h.table()
+	table := w.c.table()
 	start := time.Now()
 	for attempt := 0; len(dead) > 0; attempt++ {
 		err := w.s.dlq.WriteMessages(ctx, dead...)
@@ -229,11 +212,11 @@ func (w *worker) flush(b batch, dead []kafka.Message, first, last int64) bool {
 		sleepCtx(ctx, backoff(w.s.cfg.Retry, attempt))
 	}
 	if n := b.rows(); n > 0 {
-		// The same batch always gets the same token, so a retry of an insert
-		// that was applied but not acknowledged is deduplicated by ClickHouse.
-		token := fmt.Sprintf("%s/%d/%d-%d", w.topic, w.partition, first, last)
+		// Every attempt carries the batch's deduplication token, so a retry
+		// of an insert that was applied but not acknowledged is deduplicated
+		// by ClickHouse.
 		for attempt := 0; ; attempt++ {
-			err := b.insert(ctx, w.s.conn, token)
+			err := b.send(ctx)
 			if err == nil {
 				break
 			}

@@ -43,7 +43,7 @@ func (c *Config) RegisterFlagsWithPrefix(prefix string, fs *flag.FlagSet) {
 	fs.StringVar(&c.StoragePolicy, prefix+"storage-policy", "tiered", "storage policy with hot and cold volumes for data tables (empty: server default)")
 	fs.DurationVar(&c.DialTimeout, prefix+"dial-timeout", 5*time.Second, "connect timeout")
 	fs.DurationVar(&c.ReadTimeout, prefix+"read-timeout", 60*time.Second, "per-query read timeout")
-	fs.IntVar(&c.MaxOpenConns, prefix+"max-open-conns", 8, "connection pool size")
+	fs.IntVar(&c.MaxOpenConns, prefix+"max-open-conns", 16, "connection pool size (ingest holds one per partition with an open batch)")
 	fs.BoolVar(&c.Migrate, prefix+"migrate", true, "apply schema migrations at start")
 }
 
