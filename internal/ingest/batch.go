@@ -49,7 +49,7 @@ type batch struct {
 	conn   driver.Conn
 	bt     driver.Batch
 	cols   []driver.BatchColumn // of bt
-	dirty  bool // bt lacks some rows (could not be opened or appended to)
+	dirty  bool                 // bt lacks some rows (could not be opened or appended to)
 	msgs   []kafka.Message
 	stored []*storedSet // per message: what to skip
 	n      int

@@ -41,13 +41,13 @@ import (
 
 // Service is the ingest consumer.
 type Service struct {
-	cfg      Config
-	conn     driver.Conn
-	db       string
-	log      *slog.Logger
-	m        *metrics
-	dlq      *kafka.Writer
-	codecs   map[string]codec // by topic
+	cfg    Config
+	conn   driver.Conn
+	db     string
+	log    *slog.Logger
+	m      *metrics
+	dlq    *kafka.Writer
+	codecs map[string]codec // by topic
 }
 
 // New builds the service. conn must have database db as its default.
@@ -69,7 +69,7 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 			AllowAutoTopicCreation: true,
 			MaxAttempts:            3,
 		},
-		codecs:   map[string]codec{},
+		codecs: map[string]codec{},
 	}
 	if cfg.SpansTopic != "" {
 		c, err := newSpanCodec(cfg, s.m)
