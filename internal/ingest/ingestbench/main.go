@@ -187,6 +187,9 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	if err = conn.QueryRow(ctx, "SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = ? AND table = 'spans'", db).Scan(&bytes, &rows); err != nil {
 		return
 	}
+	if r == 1 {
+		printColumnSizes(ctx, conn, db)
+	}
 	// Leave nothing behind that would merge in the background during the
 	// next run.
 	_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
@@ -208,6 +211,24 @@ func hwmMB(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// printColumnSizes shows where the disk bytes of spans go (run 1 only).
+func printColumnSizes(ctx context.Context, conn driver.Conn, db string) {
+	rows, err := conn.Query(ctx, `SELECT name, data_compressed_bytes, data_uncompressed_bytes FROM system.columns
+		WHERE database = ? AND table = 'spans' ORDER BY data_compressed_bytes DESC LIMIT 12`, db)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	fmt.Println("largest spans columns after OPTIMIZE FINAL (compressed bytes, ratio):")
+	for rows.Next() {
+		var name string
+		var c, u uint64
+		if rows.Scan(&name, &c, &u) == nil && c > 0 {
+			fmt.Printf("  %-28s %10d  x%.1f\n", name, c, float64(u)/float64(c))
+		}
+	}
 }
 
 // cpuSeconds is the user+system CPU time of a process so far.
