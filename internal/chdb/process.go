@@ -134,8 +134,8 @@ func StartProcess(ctx context.Context, o Options, command []string, env []string
 	cmd.Stderr = logFile
 	// The child watches the read end of this pipe and stops when it sees
 	// EOF, i.e. when this process is gone, however it died. (Pdeathsig is
-	// not used: Linux sends it when the forking *thread* exits, and in
-	// practice servers started that way died under a busy Go test process.)
+	// not used: Linux sends it when the forking *thread* exits, not the
+	// process, which a Go program does not control.)
 	watchR, watchW, err := os.Pipe()
 	if err != nil {
 		logFile.Close()

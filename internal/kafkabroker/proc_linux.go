@@ -8,8 +8,10 @@ import "os/exec"
 // the signal when the forking OS thread exits; Go keeps its threads unless a
 // goroutine exits while locked to one, which this package never does.)
 //
-// Disabled: in a busy test process a broker started this way was killed
-// together with a ClickHouse child started the same way, at the same
-// instant, mid-test — consistent with the forking thread exiting. Close
-// (deferred in every caller) stops the broker instead.
+// Disabled as a precaution: Linux sends Pdeathsig when the forking *thread*
+// exits, not the process. In one drill run a broker started this way died
+// mid-test at the same moment as a ClickHouse child; the ClickHouse death
+// was later traced to libchdb terminating on a client reset (see
+// chdb/relay.go), the broker's was not explained. Close (deferred in every
+// caller) stops the broker.
 func bindToParent(cmd *exec.Cmd) {}
