@@ -321,6 +321,8 @@ func TestClientResetMidInsertLeavesServerUp(t *testing.T) {
 		time.Sleep(time.Duration(5+i*10) * time.Millisecond)
 		_ = raw.(*net.TCPConn).SetLinger(0) // close with RST, as a killed process does
 		_ = raw.Close()
+		// Give a crash (what bare libchdb does here) time to happen before
+		// checking the server is still up; there is no event to wait on.
 		time.Sleep(200 * time.Millisecond)
 		if err := conn.Ping(ctx); err != nil {
 			t.Fatalf("server down after reset %d: %v", i+1, err)

@@ -71,9 +71,6 @@ func startIngestProc(t *testing.T, logPath string, args ...string) *ingestProc {
 // plain count() of each table equals what was produced and equals
 // uniqExact of the natural key: no row lost, none doubled.
 func TestDrillIngestKilledRepeatedlyLosesAndDoublesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("drill: not in -short mode")
-	}
 	ctx := context.Background()
 	broker, err := kafkabroker.StartApache(ctx, kafkabroker.ApacheOptions{
 		DataDir: filepath.Join(t.TempDir(), "kafka"),
@@ -169,9 +166,6 @@ func TestDrillIngestKilledRepeatedlyLosesAndDoublesNothing(t *testing.T) {
 // stops fetching, commits nothing it has not stored, and catches up exactly
 // once it is back.
 func TestDrillClickHouseOutageRecoversExactly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("drill: not in -short mode")
-	}
 	ctx := context.Background()
 	dir := chtest.TempDir(t)
 	ch, err := chtest.StartChild(ctx, dir)
@@ -199,8 +193,11 @@ func TestDrillClickHouseOutageRecoversExactly(t *testing.T) {
 		}
 	}()
 	stop := startService(t, e, e.cfg)
-	time.Sleep(2 * time.Second)
-	before, _ := counts(t, e.conn, "spans")
+	// Kill ClickHouse once ingest is writing, mid-stream.
+	var before uint64
+	for deadline := time.Now().Add(30 * time.Second); before < 3000 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		before, _ = counts(t, e.conn, "spans")
+	}
 	ch.Kill()
 	t.Logf("ClickHouse killed with %d spans stored", before)
 	time.Sleep(20 * time.Second)

@@ -240,6 +240,8 @@ func waitCounts(t *testing.T, conn driver.Conn, table string, want uint64, timeo
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The count reached; now check nothing more arrives (a late duplicate
+	// would): this is the one wait that has no condition to wait on.
 	time.Sleep(500 * time.Millisecond)
 	rows, unique = counts(t, conn, table)
 	if rows != want || unique != want {
