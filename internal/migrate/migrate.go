@@ -129,6 +129,15 @@ func (d templateData) Engine(kind, table string) string {
 	return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s', '{replica}')", kind, d.DB, table)
 }
 
+// EngineVersioned is Engine with a version column, for ReplacingMergeTree
+// tables whose rows are replaced by newer versions (state tables).
+func (d templateData) EngineVersioned(kind, table, version string) string {
+	if d.cluster == "" {
+		return kind + "(" + version + ")"
+	}
+	return fmt.Sprintf("Replicated%s('/clickhouse/tables/{shard}/%s/%s', '{replica}', %s)", kind, d.DB, table, version)
+}
+
 // Render returns the statements of m for the given options.
 func Render(m Migration, o Options) ([]string, error) {
 	if err := o.validate(); err != nil {
