@@ -14,7 +14,8 @@ delegation_scope, required_scopes, tool_name, tool_params_hash, resource, resour
 policy_decision, trace_id, span_id, attributes, schema_version, src_partition, src_offset, src_index`
 
 type eventCodec struct {
-	dec *event.AuditDecoder
+	dec   *event.AuditDecoder
+	attrs sortedMap
 }
 
 func newEventCodec(cfg Config) (*eventCodec, error) {
@@ -42,7 +43,7 @@ func (c *eventCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, stor
 	vals := [...]any{
 		e.EventID, e.TS, e.TenantID, e.AgentID, e.ParentIdentity, e.TokenID, e.TokenType,
 		orEmptyStrs(e.DelegationScope), orEmptyStrs(e.RequiredScopes), e.ToolName, e.ToolParamsHash, e.Resource, e.ResourceTenantID,
-		e.PolicyDecision, e.TraceID, e.SpanID, orEmpty(e.Attributes), e.SchemaVersion,
+		e.PolicyDecision, e.TraceID, e.SpanID, c.attrs.of(e.Attributes), e.SchemaVersion,
 		uint16(msg.Partition), uint64(msg.Offset), uint32(0),
 	}
 	for i, v := range vals {

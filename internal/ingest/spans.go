@@ -27,6 +27,7 @@ type spanCodec struct {
 	enc     event.Encoding
 	m       *metrics
 	scratch []event.Span
+	maps    [3]sortedMap // resource, scope, span attributes
 }
 
 func newSpanCodec(cfg Config, m *metrics) (*spanCodec, error) {
@@ -64,7 +65,7 @@ func (c *spanCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, store
 			continue
 		}
 		s.SrcPartition, s.SrcOffset = uint16(msg.Partition), uint64(msg.Offset)
-		if err := appendSpan(cols, s); err != nil {
+		if err := appendSpan(cols, s, &c.maps); err != nil {
 			return n, err
 		}
 	}
@@ -77,13 +78,6 @@ var (
 	emptyTimes = []time.Time{}
 	emptyMaps  = []map[string]string{}
 )
-
-func orEmpty(m map[string]string) map[string]string {
-	if m == nil {
-		return emptyMap
-	}
-	return m
-}
 
 func orEmptyStrs(s []string) []string {
 	if s == nil {
@@ -105,7 +99,7 @@ func orEmptyMaps(s []map[string]string) []map[string]string {
 }
 
 // appendSpan appends one row, column by column, in spanColumns order.
-func appendSpan(cols []driver.BatchColumn, s *event.Span) error {
+func appendSpan(cols []driver.BatchColumn, s *event.Span, maps *[3]sortedMap) error {
 	evTimes := s.EventsTime
 	if evTimes == nil {
 		evTimes = emptyTimes
@@ -117,7 +111,7 @@ func appendSpan(cols []driver.BatchColumn, s *event.Span) error {
 		s.RequestModel, s.ResponseModel, s.ResponseID, s.ConversationID, orEmptyStrs(s.FinishReasons),
 		s.InputTokens, s.OutputTokens, s.CacheReadInputTokens, s.CacheCreationInputTokens, s.ReasoningOutputTokens,
 		s.ErrorType, s.ToolCallArgumentsSHA256, s.ToolCallResultSHA256,
-		orEmpty(s.ResourceAttributes), orEmpty(s.ScopeAttributes), orEmpty(s.SpanAttributes),
+		maps[0].of(s.ResourceAttributes), maps[1].of(s.ScopeAttributes), maps[2].of(s.SpanAttributes),
 		evTimes, orEmptyStrs(s.EventsName), orEmptyMaps(s.EventsAttributes),
 		orEmptyStrs(s.LinksTraceID), orEmptyStrs(s.LinksSpanID), orEmptyStrs(s.LinksTraceState), orEmptyMaps(s.LinksAttributes),
 		s.DroppedAttributes, s.DroppedEvents, s.DroppedLinks,
