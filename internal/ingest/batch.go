@@ -21,8 +21,16 @@ type codec interface {
 	// appendTo decodes msg in full and then, if bt is not nil, appends its
 	// rows except those stored already; it returns how many rows that is.
 	// A message that cannot be stored returns an *event.Error before
-	// anything was appended: messages are dead-lettered whole.
-	appendTo(cols []driver.BatchColumn, msg kafka.Message, stored *storedSet) (int, error)
+	// anything was appended: messages are dead-lettered whole. It counts
+	// nothing in metrics: a batch rebuilt for a retry appends again.
+	appendTo(cols []driver.BatchColumn, msg kafka.Message, stored *storedSet) (appended, error)
+}
+
+// appended is what one message contributed to a batch.
+type appended struct {
+	rows          int // rows appended (or, without columns, that would be)
+	skipped       int // rows already stored by a previous owner
+	unknownTenant int // rows stored under the unknown tenant
 }
 
 // columnsOf returns the batch's column handles once: looking a column up
@@ -83,7 +91,7 @@ func (b *batch) prepare(ctx context.Context) (driver.Batch, error) {
 
 // add decodes msg and appends its rows. Only permanent (*event.Error)
 // errors are returned; a ClickHouse problem is left to flush.
-func (b *batch) add(ctx context.Context, tokenPrefix string, msg kafka.Message, stored *storedSet) (int, error) {
+func (b *batch) add(ctx context.Context, tokenPrefix string, msg kafka.Message, stored *storedSet) (appended, error) {
 	if len(b.msgs) == 0 {
 		// The token is fixed for this batch, across all its retries. The
 		// random part keeps a batch formed differently after a restart
@@ -97,21 +105,21 @@ func (b *batch) add(ctx context.Context, tokenPrefix string, msg kafka.Message, 
 			b.dirty = true
 		}
 	}
-	n, err := b.c.appendTo(b.cols, msg, stored)
+	a, err := b.c.appendTo(b.cols, msg, stored)
 	var ee *event.Error
 	if errors.As(err, &ee) {
-		return 0, err
+		return appended{}, err
 	}
 	if err != nil {
 		b.markDirty()
-		if n, err = b.c.appendTo(nil, msg, stored); err != nil {
-			return 0, err
+		if a, err = b.c.appendTo(nil, msg, stored); err != nil {
+			return appended{}, err
 		}
 	}
 	b.msgs = append(b.msgs, msg)
 	b.stored = append(b.stored, stored)
-	b.n += n
-	return n, nil
+	b.n += a.rows
+	return a, nil
 }
 
 func (b *batch) markDirty() {

@@ -29,16 +29,16 @@ func newEventCodec(cfg Config) (*eventCodec, error) {
 func (c *eventCodec) table() string   { return "audit_events" }
 func (c *eventCodec) columns() string { return eventColumns }
 
-func (c *eventCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, stored *storedSet) (int, error) {
+func (c *eventCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, stored *storedSet) (appended, error) {
 	e, err := c.dec.Decode(msg.Value)
 	if err != nil {
-		return 0, err
+		return appended{}, err
 	}
 	if stored.has(msg.Offset, 0) {
-		return 0, nil
+		return appended{skipped: 1}, nil
 	}
 	if cols == nil {
-		return 1, nil
+		return appended{rows: 1}, nil
 	}
 	vals := [...]any{
 		e.EventID, e.TS, e.TenantID, e.AgentID, e.ParentIdentity, e.TokenID, e.TokenType,
@@ -48,8 +48,8 @@ func (c *eventCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, stor
 	}
 	for i, v := range vals {
 		if err := cols[i].AppendRow(v); err != nil {
-			return 1, fmt.Errorf("append audit_events column %d: %w", i, err)
+			return appended{rows: 1}, fmt.Errorf("append audit_events column %d: %w", i, err)
 		}
 	}
-	return 1, nil
+	return appended{rows: 1}, nil
 }

@@ -72,7 +72,7 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 		codecs: map[string]codec{},
 	}
 	if cfg.SpansTopic != "" {
-		c, err := newSpanCodec(cfg, s.m)
+		c, err := newSpanCodec(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -115,6 +115,12 @@ func (s *Service) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { group.Close() })
 	defer stop()
 	defer group.Close()
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		s.watchLag(ctx, topics)
+	}()
+	defer func() { <-lagDone }()
 	s.log.Info("ingest consuming", "topics", topics, "group", s.cfg.GroupID)
 	for {
 		gen, err := group.Next(ctx)
@@ -146,7 +152,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) newCodec(topic string) (codec, error) {
 	switch s.codecs[topic].(type) {
 	case *spanCodec:
-		return newSpanCodec(s.cfg, s.m)
+		return newSpanCodec(s.cfg)
 	case *eventCodec:
 		return newEventCodec(s.cfg)
 	}

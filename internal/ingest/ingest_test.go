@@ -79,7 +79,7 @@ func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
 	produce(t, e.broker.Addr(), "spans", msgs...)
 
 	// The earlier owner: rows of offsets 0..19 and span 0 and 2 of offset 20.
-	c, err := newSpanCodec(e.cfg, newMetrics(promRegistry()))
+	c, err := newSpanCodec(e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +109,12 @@ func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
 	}
 
 	e.cfg.EventsTopic = ""
-	startService(t, e, e.cfg)
+	reg := promRegistry()
+	startServiceWith(t, e, e.cfg, reg)
 	waitCounts(t, e.conn, "spans", 50*4, 30*time.Second)
+	if got := metricSum(t, reg, "agentaudit_ingest_redelivered_rows_skipped_total", "table", "spans"); got != 20*4+2 {
+		t.Errorf("skipped rows metric = %v, want %d (the rows the earlier owner stored)", got, 20*4+2)
+	}
 }
 
 // Undecodable and invalid messages go to the dead-letter topic with their

@@ -25,51 +25,54 @@ src_partition, src_offset, src_index`
 type spanCodec struct {
 	opts    event.SpanOptions
 	enc     event.Encoding
-	m       *metrics
 	scratch []event.Span
-	maps    [3]sortedMap // resource, scope, span attributes
+	// unknownTenant is the tenant of spans that name none.
+	unknownTenant string
+	maps          [3]sortedMap // resource, scope, span attributes
 }
 
-func newSpanCodec(cfg Config, m *metrics) (*spanCodec, error) {
+func newSpanCodec(cfg Config) (*spanCodec, error) {
 	enc := event.Encoding(cfg.SpansEncoding)
 	if err := enc.Validate(); err != nil {
 		return nil, err
 	}
-	return &spanCodec{opts: cfg.Spans, enc: enc, m: m}, nil
+	unknown := cfg.Spans.UnknownTenant
+	if unknown == "" {
+		unknown = event.DefaultUnknownTenant
+	}
+	return &spanCodec{opts: cfg.Spans, enc: enc, unknownTenant: unknown}, nil
 }
 
 func (c *spanCodec) table() string   { return "spans" }
 func (c *spanCodec) columns() string { return spanColumns }
 
-func (c *spanCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, stored *storedSet) (int, error) {
+func (c *spanCodec) appendTo(cols []driver.BatchColumn, msg kafka.Message, stored *storedSet) (appended, error) {
 	spans, st, err := event.DecodeSpans(msg.Value, c.enc, c.opts, c.scratch[:0])
 	c.scratch = spans
 	defer clear(c.scratch)
 	if err != nil {
-		return 0, err
+		return appended{}, err
 	}
-	if cols != nil && st.UnknownTenant > 0 {
-		c.m.unknown.Add(float64(st.UnknownTenant))
-	}
-	n := 0
+	var a appended
 	for i := range spans {
 		s := &spans[i]
 		if stored.has(msg.Offset, s.SrcIndex) {
-			if cols != nil {
-				c.m.skipped.WithLabelValues("spans").Inc()
-			}
+			a.skipped++
 			continue
 		}
-		n++
+		a.rows++
+		if st.UnknownTenant > 0 && s.TenantID == c.unknownTenant {
+			a.unknownTenant++
+		}
 		if cols == nil {
 			continue
 		}
 		s.SrcPartition, s.SrcOffset = uint16(msg.Partition), uint64(msg.Offset)
 		if err := appendSpan(cols, s, &c.maps); err != nil {
-			return n, err
+			return a, err
 		}
 	}
-	return n, nil
+	return a, nil
 }
 
 var (
