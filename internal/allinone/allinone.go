@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
 	if cfg.runs("ingest") {
-		icfg := ingest.ServiceConfig{Ingest: cfg.Ingest, OTLPHTTP: cfg.OTLPHTTP}
+		icfg := ingest.ServiceConfig{Ingest: cfg.Ingest, OTLPHTTP: cfg.OTLPHTTP, ClickHouse: chCfg}
 		icfg.Ingest.Brokers = brokers
 		icfg.Ingest.SpansTopic, icfg.Ingest.EventsTopic = cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic
 		icfg.OTLPHTTP.Topic = cfg.Kafka.SpansTopic

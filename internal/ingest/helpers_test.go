@@ -25,6 +25,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
 	"github.com/agentaudit/agentaudit/internal/migrate"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/schema"
 )
 
@@ -93,7 +94,13 @@ type env struct {
 	broker *kafkabroker.Broker
 	conn   driver.Conn
 	db     string
+	addr   string // ClickHouse native address
 	cfg    Config
+}
+
+// target is where ingest inserts.
+func (e *env) target() chstore.Config {
+	return chstore.Config{Addr: []string{e.addr}, Database: e.db, Username: "default", DialTimeout: 2 * time.Second, ReadTimeout: 30 * time.Second}
 }
 
 // newEnv gives a test a fresh database with the schema, a kfake broker with
@@ -115,7 +122,7 @@ func newEnv(t *testing.T, partitions int) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return &env{broker: b, conn: conn, db: db, cfg: testConfig(b.Addr())}
+	return &env{broker: b, conn: conn, db: db, addr: chtest.Addr(), cfg: testConfig(b.Addr())}
 }
 
 // newEnvOn is newEnv against the ClickHouse server at addr.
@@ -143,7 +150,7 @@ func newEnvOn(t *testing.T, partitions int, addr string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return &env{broker: b, conn: conn, db: "agentaudit", cfg: testConfig(b.Addr())}
+	return &env{broker: b, conn: conn, db: "agentaudit", addr: addr, cfg: testConfig(b.Addr())}
 }
 
 func testConfig(broker string) Config {
@@ -185,7 +192,7 @@ func startService(t *testing.T, e *env, cfg Config) (stop func()) {
 func startServiceWith(t *testing.T, e *env, cfg Config, reg *prometheus.Registry) (stop func()) {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(testLogWriter(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := New(cfg, e.conn, e.db, log, reg)
+	svc, err := New(cfg, e.conn, e.target(), log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

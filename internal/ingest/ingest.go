@@ -37,30 +37,34 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
 // Service is the ingest consumer.
 type Service struct {
 	cfg    Config
 	conn   driver.Conn
-	db     string
+	target chstore.Config
 	log    *slog.Logger
 	m      *metrics
 	dlq    *kafka.Writer
 	codecs map[string]codec // by topic
 }
 
-// New builds the service. conn must have database db as its default.
-func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+// New builds the service. conn must have target's database as its default;
+// inserts go over connections of their own to target (see
+// chstore.Inserter), recovery queries over conn.
+func New(cfg Config, conn driver.Conn, target chstore.Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Service{
-		cfg:  cfg,
-		conn: conn,
-		db:   db,
-		log:  log,
-		m:    newMetrics(reg),
+		cfg:    cfg,
+		conn:   conn,
+		target: target,
+		log:    log,
+		m:      newMetrics(reg),
 		dlq: &kafka.Writer{
 			Addr:                   kafka.TCP(cfg.Brokers...),
 			Balancer:               &kafka.Hash{},

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
 func TestMain(m *testing.M) {
@@ -83,7 +84,9 @@ func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newBatch(c, e.conn)
+	ins := chstore.NewInserter(e.target())
+	defer ins.Close()
+	b := newBatch(c, ins)
 	// For offset 20, leave out spans 1 and 3 (expressed as "already stored").
 	partial := &storedSet{rows: map[rowID]struct{}{{20, 1}: {}, {20, 3}: {}}, max: 20}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{e.broker.Addr()}, Topic: "spans", Partition: 0})
@@ -97,7 +100,7 @@ func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
 		if m.Offset == 20 {
 			skip = partial
 		}
-		if _, err := b.add(ctx, "earlier-owner", m, skip); err != nil {
+		if _, err := b.add("earlier-owner", m, skip); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,7 +20,7 @@ func TestLagGrowsWhileStalledAndReturnsToZero(t *testing.T) {
 	cfg.LagInterval = 100 * time.Millisecond
 	reg := promRegistry()
 	log := slog.New(slog.NewJSONHandler(testLogWriter(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := New(cfg, e.conn, e.db, log, reg)
+	svc, err := New(cfg, e.conn, e.target(), log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
