@@ -15,9 +15,7 @@ import (
 // send time), so a batch costs a few bytes per value and nothing per value
 // for the garbage collector; the decoded message can be released at once.
 
-func lowCard() *proto.ColLowCardinality[string] {
-	return proto.NewLowCardinality[string](new(proto.ColStr))
-}
+func lowCard() *lcStr { return newLCStr() }
 
 func dateTime64() *proto.ColDateTime64 {
 	return new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano).WithLocation(time.UTC)
@@ -83,7 +81,7 @@ type spanBlock struct {
 	block
 	tenantID, name, kind, statusCode, serviceName, scopeName, scopeVersion,
 	operationName, providerName, agentName, agentVersion, toolName, toolType,
-	requestModel, responseModel, errorType *proto.ColLowCardinality[string]
+	requestModel, responseModel, errorType *lcStr
 	startTime, endTime                                                *proto.ColDateTime64
 	traceID, spanID, parentSpanID, traceState, statusMessage, agentID proto.ColStr
 	toolCallID, responseID, conversationID, argsSHA, resultSHA        proto.ColStr
@@ -100,7 +98,7 @@ type spanBlock struct {
 
 func newSpanBlock() *spanBlock {
 	b := &spanBlock{}
-	for _, p := range []**proto.ColLowCardinality[string]{&b.tenantID, &b.name, &b.kind, &b.statusCode, &b.serviceName,
+	for _, p := range []**lcStr{&b.tenantID, &b.name, &b.kind, &b.statusCode, &b.serviceName,
 		&b.scopeName, &b.scopeVersion, &b.operationName, &b.providerName, &b.agentName, &b.agentVersion, &b.toolName,
 		&b.toolType, &b.requestModel, &b.responseModel, &b.errorType} {
 		*p = lowCard()
@@ -234,8 +232,8 @@ type eventBlock struct {
 	block
 	eventID                                                   proto.ColUUID
 	ts                                                        *proto.ColDateTime64
-	tenantID, tokenType, toolName, resourceTenantID, decision *proto.ColLowCardinality[string]
-	schemaVersion                                             *proto.ColLowCardinality[string]
+	tenantID, tokenType, toolName, resourceTenantID, decision *lcStr
+	schemaVersion                                             *lcStr
 	agentID, parentIdentity, tokenID, paramsHash, resource    proto.ColStr
 	traceID, spanID                                           proto.ColStr
 	delegationScope, requiredScopes                           *proto.ColArr[string]
@@ -247,7 +245,7 @@ type eventBlock struct {
 
 func newEventBlock() *eventBlock {
 	b := &eventBlock{ts: dateTime64(), attributes: attrMap()}
-	for _, p := range []**proto.ColLowCardinality[string]{&b.tenantID, &b.tokenType, &b.toolName, &b.resourceTenantID, &b.decision, &b.schemaVersion} {
+	for _, p := range []**lcStr{&b.tenantID, &b.tokenType, &b.toolName, &b.resourceTenantID, &b.decision, &b.schemaVersion} {
 		*p = lowCard()
 	}
 	b.delegationScope = proto.NewArray[string](lowCard())

@@ -135,6 +135,16 @@ func takeProfile(addr, path string, d time.Duration) {
 	defer f.Close()
 	_, _ = io.Copy(f, resp.Body)
 	fmt.Printf("cpu profile of ingest: %s (go tool pprof -top %s)\n", path, path)
+	// And the live heap at the end of that window.
+	if resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap", addr)); err == nil {
+		defer resp.Body.Close()
+		hp := strings.TrimSuffix(path, ".cpu.pprof") + ".heap.pprof"
+		if f, err := os.Create(hp); err == nil {
+			_, _ = io.Copy(f, resp.Body)
+			f.Close()
+			fmt.Printf("heap profile of ingest: %s (go tool pprof -sample_index=inuse_space -top %s)\n", hp, hp)
+		}
+	}
 }
 
 func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ingestBin, work string, wantSpans, wantEvents int64) (spansPS, eventsPS, rssMB, diskPerSpan float64, err error) {
