@@ -524,3 +524,64 @@ func TestQueryAuditIsManagedOnceItExists(t *testing.T) {
 		t.Fatalf("query_audit: %s", q)
 	}
 }
+
+// The tenant-scoped status shows the asked tenants' rows per volume, their
+// ages and holds, and nothing of other tenants.
+func TestTenantStatus(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	if _, err := e.m.Apply(ctx, DefaultPolicy(), ApplyOptions{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-40 * Day).Truncate(time.Second)
+	recent := time.Now().Add(-Day).Truncate(time.Second)
+	e.insertEvents(t, "acme", "agent-1", old, 3) // past cold_after at insert: written to cold
+	e.insertEvents(t, "acme", "agent-2", recent, 2)
+	e.insertEvents(t, "globex", "agent-1", recent, 7)
+	if _, _, err := e.m.PlaceHold(ctx, HoldRequest{TenantID: "acme", AgentID: "agent-1", Reason: "r", By: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.m.PlaceHold(ctx, HoldRequest{TenantID: "globex", Reason: "r", By: "b"}); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := e.m.TenantStatus(ctx, []string{"acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.PolicyApplied || len(rep.Classes) != len(Classes()) || len(rep.Holds) != 1 || rep.Holds[0].TenantID != "acme" {
+		t.Fatalf("report: %+v", rep)
+	}
+	var ae, wd, qa TenantClassStatus
+	for _, c := range rep.Classes {
+		if c.TenantID != "acme" {
+			t.Fatalf("other tenant in the report: %+v", c)
+		}
+		switch c.Class {
+		case AuditEvents:
+			ae = c
+		case WebhookDeliveries:
+			wd = c
+		case QueryAudit:
+			qa = c
+		}
+	}
+	want := []TenantVolume{
+		{Volume: "cold", Disk: "cold", Rows: 3, Oldest: old, Newest: old},
+		{Volume: "hot", Disk: "hot", Rows: 2, Oldest: recent, Newest: recent},
+	}
+	if fmt.Sprint(ae.Volumes) != fmt.Sprint(want) {
+		t.Fatalf("audit_events volumes:\n got %v\nwant %v", ae.Volumes, want)
+	}
+	if ae.Held || fmt.Sprint(ae.HeldAgents) != "[agent-1]" || !ae.NextDeleteDue.IsZero() ||
+		!ae.NextMoveDue.Equal(recent.Add(30*Day)) || ae.DeleteAfterSeconds != int64(400*Day/time.Second) {
+		t.Fatalf("audit_events: %+v", ae)
+	}
+	if !wd.Held || len(wd.Volumes) != 0 {
+		t.Fatalf("webhook_deliveries (no agent_id column: an agent hold holds the tenant): %+v", wd)
+	}
+	if qa.Exists || qa.Note == "" {
+		t.Fatalf("query_audit: %+v", qa)
+	}
+}
