@@ -45,7 +45,13 @@
 // without waiting for the part's next merge; it rewrites the table's parts,
 // which is heavy on big tables, but policy changes and releases are rare.
 // Placing a hold skips it: merges evaluate every row against the TTL in
-// force when they start, so narrowing deletion needs no rewrite.
+// force when they start, so narrowing deletion needs no rewrite. Lifting a
+// hold cannot skip it: a TTL merge that keeps rows because of a WHERE
+// clears their due time from the part's TTL info, so without the
+// re-materialization the released rows would stay until their part happened
+// to merge again (verified: the release test fails without it). The same
+// clearing means held parts are not re-merged every merge_with_ttl_timeout
+// while the hold stands.
 //
 // Placing or lifting a hold re-renders the TTLs from the policy recorded by
 // the latest apply (retention_audit, action policy_applied), then reads the
