@@ -585,3 +585,55 @@ func TestTenantStatus(t *testing.T) {
 		t.Fatalf("query_audit: %+v", qa)
 	}
 }
+
+// When the TTL change fails inside the merge fence, merges are started
+// again and the error says which table and statement failed.
+func TestFailedTTLChangeRestartsMerges(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	// A query_audit whose ts is not a time: its TTL cannot be applied.
+	if err := e.conn.Exec(ctx, "CREATE TABLE query_audit (tenant_id String, ts UUID) ENGINE = MergeTree ORDER BY (tenant_id, ts) SETTINGS storage_policy = 'tiered'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.Exec(ctx, "INSERT INTO query_audit VALUES ('a', generateUUIDv4())"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.conn.Exec(ctx, "INSERT INTO query_audit VALUES ('b', generateUUIDv4())"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.m.Apply(ctx, DefaultPolicy(), ApplyOptions{Actor: "test"})
+	if err == nil || !strings.Contains(err.Error(), e.db+".query_audit") || !strings.Contains(err.Error(), "MODIFY TTL") {
+		t.Fatalf("got %v", err)
+	}
+	// OPTIMIZE fails with "Cancelled merging parts" while merges are stopped.
+	if err := e.conn.Exec(ctx, "OPTIMIZE TABLE query_audit FINAL"); err != nil {
+		t.Fatalf("merges left stopped after a failed change: %v", err)
+	}
+	var parts uint64
+	if err := e.conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = ? AND table = 'query_audit' AND active", e.db).Scan(&parts); err != nil || parts != 1 {
+		t.Fatalf("parts after OPTIMIZE: %d %v", parts, err)
+	}
+}
+
+// A table on a storage policy without the cold volume still gets its
+// deletes; the move is left out and the result says why.
+func TestTableWithoutColdVolumeStillDeletes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	if err := e.conn.Exec(ctx, "CREATE TABLE query_audit (tenant_id String, ts DateTime64(3, 'UTC')) ENGINE = MergeTree PARTITION BY toDate(ts) ORDER BY (tenant_id, ts)"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.m.Apply(ctx, DefaultPolicy(), ApplyOptions{Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qa := res.Tables[4]
+	if qa.State != "changed" || !strings.Contains(qa.Note, `storage policy "default" has no volume "cold"`) {
+		t.Fatalf("query_audit: %+v", qa)
+	}
+	if q := e.createQuery(t, QueryAudit); !strings.Contains(q, "TTL ts + toIntervalDay(730) SETTINGS") {
+		t.Fatalf("query_audit: %s", q)
+	}
+}

@@ -236,18 +236,19 @@ type tableInfo struct {
 	exists     bool
 	createSQL  string
 	hasTime    bool
-	hasAgent   bool
 	dropsParts bool
+	shape      TableShape
+	policy     string // storage policy
 }
 
 func (m *Manager) tableInfo(ctx context.Context, c Class) (tableInfo, error) {
 	var ti tableInfo
-	rows, err := m.conn.Query(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", m.o.Database, string(c))
+	rows, err := m.conn.Query(ctx, "SELECT create_table_query, storage_policy FROM system.tables WHERE database = ? AND name = ?", m.o.Database, string(c))
 	if err != nil {
 		return ti, fmt.Errorf("read table definition: %w", err)
 	}
 	for rows.Next() {
-		if err := rows.Scan(&ti.createSQL); err != nil {
+		if err := rows.Scan(&ti.createSQL, &ti.policy); err != nil {
 			rows.Close()
 			return ti, fmt.Errorf("read table definition: %w", err)
 		}
@@ -265,8 +266,13 @@ func (m *Manager) tableInfo(ctx context.Context, c Class) (tableInfo, error) {
 		return ti, fmt.Errorf("read columns: %w", err)
 	}
 	ti.hasTime = slices.Contains(cols, c.timeColumn())
-	ti.hasAgent = slices.Contains(cols, "agent_id")
+	ti.shape.HasAgent = slices.Contains(cols, "agent_id")
 	ti.dropsParts = strings.Contains(ti.createSQL, "ttl_only_drop_parts = 1")
+	var n uint64
+	if err := m.conn.QueryRow(ctx, "SELECT count() FROM system.storage_policies WHERE policy_name = ? AND volume_name = ?", ti.policy, coldVolume).Scan(&n); err != nil {
+		return ti, fmt.Errorf("read storage policy: %w", err)
+	}
+	ti.shape.HasCold = n > 0
 	return ti, nil
 }
 
@@ -318,7 +324,10 @@ func (m *Manager) planTable(ctx context.Context, c Class, p Policy, holds []Hold
 		tr.State, tr.Note = "skipped", "table has no "+c.timeColumn()+" column; cannot age its rows"
 		return tr, nil
 	}
-	tr.TTL = RenderTTL(c, p, holds, ti.hasAgent)
+	tr.TTL = RenderTTL(c, p, holds, ti.shape)
+	if !ti.shape.HasCold && p.Classes[c].ColdAfter > 0 {
+		tr.Note = fmt.Sprintf("storage policy %q has no volume %q: rows are not moved, deletes apply", ti.policy, coldVolume)
+	}
 	canonical := ""
 	if tr.TTL != "" {
 		if canonical, err = m.canonicalTTL(ctx, c, tr.TTL); err != nil {

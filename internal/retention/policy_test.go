@@ -159,23 +159,24 @@ func TestRenderTTLGolden(t *testing.T) {
 	seconds := valid()
 	seconds.Classes[Spans] = Rule{ColdAfter: 30 * time.Second, DeleteAfter: 90 * time.Second}
 	cases := []struct {
-		name     string
-		class    Class
-		p        Policy
-		holds    []Hold
-		hasAgent bool
+		name  string
+		class Class
+		p     Policy
+		holds []Hold
+		shape TableShape
 	}{
-		{"plain", AuditEvents, valid(), nil, true},
-		{"spans_seconds", Spans, seconds, nil, true},
-		{"tenant_overrides", AuditEvents, overrides, nil, true},
-		{"holds", AuditEvents, valid(), holds, true},
-		{"holds_without_agent_column", WebhookDeliveries, valid(), holds, false},
-		{"overrides_and_holds", AuditEvents, overrides, holds, true},
-		{"keep_forever", QueryAudit, Policy{Classes: map[Class]Rule{QueryAudit: {}}}, holds, false},
+		{"plain", AuditEvents, valid(), nil, TableShape{HasAgent: true, HasCold: true}},
+		{"spans_seconds", Spans, seconds, nil, TableShape{HasAgent: true, HasCold: true}},
+		{"tenant_overrides", AuditEvents, overrides, nil, TableShape{HasAgent: true, HasCold: true}},
+		{"holds", AuditEvents, valid(), holds, TableShape{HasAgent: true, HasCold: true}},
+		{"holds_without_agent_column", WebhookDeliveries, valid(), holds, TableShape{HasCold: true}},
+		{"overrides_and_holds", AuditEvents, overrides, holds, TableShape{HasAgent: true, HasCold: true}},
+		{"keep_forever", QueryAudit, Policy{Classes: map[Class]Rule{QueryAudit: {}}}, holds, TableShape{HasCold: true}},
+		{"no_cold_volume", AuditEvents, overrides, nil, TableShape{HasAgent: true}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := RenderTTL(tc.class, tc.p, tc.holds, tc.hasAgent) + "\n"
+			got := RenderTTL(tc.class, tc.p, tc.holds, tc.shape) + "\n"
 			path := filepath.Join("testdata", "ttl", tc.name+".sql")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

@@ -256,7 +256,7 @@ func (m *Manager) TenantStatus(ctx context.Context, tenants []string) (*TenantSt
 				if h.TenantID != t {
 					continue
 				}
-				if h.AgentID == "" || !ti.hasAgent {
+				if h.AgentID == "" || !ti.shape.HasAgent {
 					s.Held = true
 				} else {
 					s.HeldAgents = append(s.HeldAgents, h.AgentID)

@@ -81,9 +81,19 @@ func heldCondition(holds []Hold, hasAgent bool) string {
 	return strings.Join(parts, " OR ")
 }
 
+// TableShape is what RenderTTL needs to know about a class's table.
+type TableShape struct {
+	// HasAgent: the table has an agent_id column (holds on one agent can
+	// be exact).
+	HasAgent bool
+	// HasCold: the table's storage policy has the cold volume. Without it
+	// the move rule is left out (rows stay where they are) and deletes
+	// still apply.
+	HasCold bool
+}
+
 // RenderTTL turns the policy for class c into the table's TTL clause (the
-// text after MODIFY TTL), "" for none. hasAgent says whether the table has an
-// agent_id column.
+// text after MODIFY TTL), "" for none.
 //
 // Moves: one rule; a tenant override changes the move age of that tenant's
 // rows through multiIf. A part moves as a whole once every row in it is due,
@@ -98,24 +108,24 @@ func heldCondition(holds []Hold, hasAgent bool) string {
 // applied row by row in TTL merges whatever ttl_only_drop_parts says, which
 // is what per-tenant ages need because every part mixes tenants (sort key
 // starts with tenant_id, partitions are days).
-func RenderTTL(c Class, p Policy, holds []Hold, hasAgent bool) string {
+func RenderTTL(c Class, p Policy, holds []Hold, t TableShape) string {
 	ts := c.timeColumn()
 	base := p.Classes[c]
 	var overrides []string
-	for _, t := range sortedKeys(p.Tenants) {
-		if _, ok := p.Tenants[t][c]; ok {
-			overrides = append(overrides, t)
+	for _, tenant := range sortedKeys(p.Tenants) {
+		if _, ok := p.Tenants[tenant][c]; ok {
+			overrides = append(overrides, tenant)
 		}
 	}
 	var rules []string
 
 	// Move.
-	if base.ColdAfter > 0 {
+	if base.ColdAfter > 0 && t.HasCold {
 		ages := []time.Duration{base.ColdAfter}
 		byAge := map[time.Duration][]string{}
-		for _, t := range overrides {
-			if a := p.Tenants[t][c].ColdAfter; a != base.ColdAfter {
-				byAge[a] = append(byAge[a], t)
+		for _, tenant := range overrides {
+			if a := p.Tenants[tenant][c].ColdAfter; a != base.ColdAfter {
+				byAge[a] = append(byAge[a], tenant)
 				ages = append(ages, a)
 			}
 		}
@@ -135,13 +145,13 @@ func RenderTTL(c Class, p Policy, holds []Hold, hasAgent bool) string {
 	}
 
 	// Delete.
-	held := heldCondition(holds, hasAgent)
+	held := heldCondition(holds, t.HasAgent)
 	byAge := map[time.Duration][]string{}
 	var nonDefault []string
-	for _, t := range overrides {
-		if a := p.Tenants[t][c].DeleteAfter; a != base.DeleteAfter {
-			byAge[a] = append(byAge[a], t)
-			nonDefault = append(nonDefault, t)
+	for _, tenant := range overrides {
+		if a := p.Tenants[tenant][c].DeleteAfter; a != base.DeleteAfter {
+			byAge[a] = append(byAge[a], tenant)
+			nonDefault = append(nonDefault, tenant)
 		}
 	}
 	deleteRule := func(age time.Duration, conds ...string) string {
