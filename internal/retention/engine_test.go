@@ -328,7 +328,7 @@ func TestLegalHoldKeepsRowsPastExpiryUntilReleased(t *testing.T) {
 }
 
 // A hold placed with no policy applied yet is recorded; the first apply
-// puts it into the TTLs.
+// puts it into the TTLs. ApplyIfNone applies only that first time.
 func TestHoldBeforeAnyPolicyIsInForceFromTheFirstApply(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
@@ -339,8 +339,16 @@ func TestHoldBeforeAnyPolicyIsInForceFromTheFirstApply(t *testing.T) {
 	if strings.Contains(e.createQuery(t, AuditEvents), " TTL ") {
 		t.Fatal("a TTL appeared without a policy")
 	}
-	if _, err := e.m.Apply(ctx, DefaultPolicy(), ApplyOptions{Actor: "test"}); err != nil {
-		t.Fatal(err)
+	if _, applied, err := e.m.ApplyIfNone(ctx, DefaultPolicy(), ApplyOptions{Actor: "test"}); err != nil || !applied {
+		t.Fatalf("first ApplyIfNone: %v %v", applied, err)
+	}
+	other := DefaultPolicy()
+	other.Classes[Spans] = Rule{ColdAfter: Day, DeleteAfter: 31 * Day}
+	if _, applied, err := e.m.ApplyIfNone(ctx, other, ApplyOptions{Actor: "test"}); err != nil || applied {
+		t.Fatalf("ApplyIfNone over an applied policy: %v %v", applied, err)
+	}
+	if q := e.createQuery(t, Spans); !strings.Contains(q, "toIntervalDay(90)") {
+		t.Fatalf("ApplyIfNone replaced the policy in force: %s", q)
 	}
 	for _, c := range []Class{Spans, AuditEvents, Detections, WebhookDeliveries} {
 		if q := e.createQuery(t, c); !strings.Contains(q, "NOT (tenant_id IN ('early'))") {

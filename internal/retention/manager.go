@@ -175,6 +175,18 @@ func (m *Manager) Apply(ctx context.Context, p Policy, o ApplyOptions) (*Result,
 	return m.converge(ctx, p, holds, res, true)
 }
 
+// ApplyIfNone applies p only when no policy was ever applied, for services
+// that start on a fresh database (the all-in-one): an operator's policy,
+// once applied, is never replaced by a service's default. applied reports
+// whether p was applied.
+func (m *Manager) ApplyIfNone(ctx context.Context, p Policy, o ApplyOptions) (res *Result, applied bool, err error) {
+	if _, ok, err := m.CurrentPolicy(ctx); err != nil || ok {
+		return nil, false, err
+	}
+	res, err = m.Apply(ctx, p, o)
+	return res, err == nil, err
+}
+
 // converge re-reads the holds after the TTLs were changed and applies again
 // while they differ from the set the TTLs were rendered from, so a hold
 // placed concurrently with this change is in force when this returns.
