@@ -467,6 +467,14 @@ func TestPolicyUnderTheFloorIsRefusedUnlessOverridden(t *testing.T) {
 	if !strings.Contains(e.createQuery(t, AuditEvents), "toIntervalDay(30)") {
 		t.Fatalf("audit_events TTL: %s", e.createQuery(t, AuditEvents))
 	}
+	again, err := e.m.Apply(ctx, p, ApplyOptions{Actor: "ops", AllowBelowFloor: true, Reason: "test tenant data only"})
+	if err != nil || again.Changed != 0 {
+		t.Fatalf("re-applying the overridden policy: %+v %v", again, err)
+	}
+	var overrides uint64
+	if err := e.conn.QueryRow(ctx, "SELECT count() FROM retention_audit WHERE action = 'floor_override'").Scan(&overrides); err != nil || overrides != 1 {
+		t.Fatalf("override recorded %d times (%v), want once", overrides, err)
+	}
 	var actor, class, reason, details string
 	if err := e.conn.QueryRow(ctx, "SELECT actor, class, reason, details FROM retention_audit WHERE action = 'floor_override'").Scan(&actor, &class, &reason, &details); err != nil {
 		t.Fatal(err)

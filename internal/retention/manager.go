@@ -148,15 +148,25 @@ func (m *Manager) Apply(ctx context.Context, p Policy, o ApplyOptions) (*Result,
 		return nil, err
 	}
 	res.FloorOverrides = below
-	if o.DryRun || res.Changed == 0 && len(below) == 0 {
-		if o.DryRun {
-			for i := range res.Tables {
-				if res.Tables[i].State == "changed" {
-					res.Tables[i].State = "would change"
-				}
+	if o.DryRun {
+		for i := range res.Tables {
+			if res.Tables[i].State == "changed" {
+				res.Tables[i].State = "would change"
 			}
 		}
 		return res, nil
+	}
+	if res.Changed == 0 {
+		// Nothing to change; record only when the policy in force differs
+		// (a rule of a class whose table does not exist yet), so applying
+		// the same policy again records nothing, overrides included.
+		cur, ok, err := m.CurrentPolicy(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if ok && samePolicy(cur, p) {
+			return res, nil
+		}
 	}
 	// Record first: a hold placed while this apply runs re-renders from the
 	// recorded policy, so it must already be this one.
@@ -211,6 +221,12 @@ func (m *Manager) converge(ctx context.Context, p Policy, used []Hold, res *Resu
 		used = now
 	}
 	return res, errors.New("legal holds kept changing while the TTLs were applied; run apply again")
+}
+
+func samePolicy(a, b Policy) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }
 
 func sameHolds(a, b []Hold) bool {
