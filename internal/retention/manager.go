@@ -320,7 +320,8 @@ func (m *Manager) canonicalTTL(ctx context.Context, c Class, ttl string) (string
 	return out[i+len("MODIFY TTL ") : len(out)-1], nil
 }
 
-// currentTTL is the TTL clause in a create_table_query, "" for none.
+// hasTTL reports whether createSQL carries exactly the table TTL canonical
+// ("" for none): the text after " TTL " up to the SETTINGS clause or the end.
 func hasTTL(createSQL, canonical string) bool {
 	if canonical == "" {
 		return !strings.Contains(engineTail(createSQL), " TTL ")
