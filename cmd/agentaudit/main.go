@@ -39,7 +39,7 @@ func main() {
 	case "retention":
 		os.Exit(retentionMain(args))
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q; want run, clickhouse or migrate\n", sub)
+		fmt.Fprintf(os.Stderr, "unknown command %q; want run, clickhouse, migrate or retention\n", sub)
 		os.Exit(2)
 	}
 }
