@@ -367,8 +367,22 @@ func (s *Sender) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	if err := s.loadPending(ctx, ""); err != nil {
-		return err
+	// The outbox must be loaded before anything else is sent (oldest
+	// first); ClickHouse being unreachable now is temporary: retry.
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 30*time.Second) {
+		err := s.loadPending(ctx, "")
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Error("load webhook outbox; retrying", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(jitter(backoff)):
+		}
 	}
 	var wg sync.WaitGroup
 	for _, ep := range s.eps {
