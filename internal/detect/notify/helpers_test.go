@@ -100,11 +100,11 @@ func buildConfig(url string, secrets ...string) (notify.Config, error) {
 func detection(i int, tenant, token string) event.Detection {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	return event.Detection{
-		ID:        uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "detection-%d-%s-%s", i, tenant, token)),
-		Time:      now, EventTime: now.Add(-time.Millisecond),
-		RuleID:    "scope_escalation.out_of_delegation", Severity: event.SeverityCritical,
-		TenantID:  tenant, AgentID: "agent-7", ParentIdentity: "user:alice@example.com",
-		TokenID:   token, TokenType: "oauth", ToolName: "db.delete", ResourceTenantID: tenant,
+		ID:   uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "detection-%d-%s-%s", i, tenant, token)),
+		Time: now, EventTime: now.Add(-time.Millisecond),
+		RuleID: "scope_escalation.out_of_delegation", Severity: event.SeverityCritical,
+		TenantID: tenant, AgentID: "agent-7", ParentIdentity: "user:alice@example.com",
+		TokenID: token, TokenType: "oauth", ToolName: "db.delete", ResourceTenantID: tenant,
 		EvidenceEventIDs: []uuid.UUID{uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "event-%d", i))},
 		TraceID:          "4bf92f3577b34da6a3ce929d0e0e4736",
 		Summary:          "required scopes db:delete not in delegation db:read; action was allowed",

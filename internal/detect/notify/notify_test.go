@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/webhooksink"
