@@ -59,7 +59,7 @@ func secret(seed byte) string {
 }
 
 // newDB is a fresh database with the schema applied.
-func newDB(t *testing.T) (driver.Conn, string) {
+func newDB(t testing.TB) (driver.Conn, string) {
 	t.Helper()
 	conn, db := chtest.Database(t)
 	ms, err := migrate.Load(schema.Migrations, "migrations")

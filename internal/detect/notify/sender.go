@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,6 +85,8 @@ type Sender struct {
 	revMu   sync.Mutex
 	revoked map[string]time.Time // token_id → latest revocation
 
+	written *idSet // delivery ids in the outbox (recent ones)
+
 	verMu   sync.Mutex
 	lastVer uint64
 
@@ -124,7 +127,7 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	s := &Sender{cfg: cfg, st: &store{conn: conn, db: db, timeout: cfg.StoreTimeout}, log: log, m: m,
-		byNm: map[string]*endpoint{}, revoked: map[string]time.Time{}}
+		byNm: map[string]*endpoint{}, revoked: map[string]time.Time{}, written: newIDSet(writtenIDs)}
 	if s.st.timeout <= 0 {
 		s.st.timeout = 10 * time.Second
 	}
@@ -166,6 +169,13 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	s.revoked = rev
+	ids, err := s.st.recentIDs(ctx, time.Now().Add(-writtenLookback), writtenIDs)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range slices.Backward(ids) {
+		s.written.add(id)
+	}
 	log.Info("webhook sender ready", "endpoints", len(s.eps), "revoked_tokens", len(rev))
 	return s, nil
 }
@@ -277,42 +287,47 @@ func (s *Sender) Act(ctx context.Context, d event.Detection, revoke bool) error 
 		release()
 		return nil
 	}
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		ids[i] = m.id
-	}
-	exists, err := s.st.existing(ctx, d.TenantID, ids)
-	if err != nil {
-		release()
-		return err
-	}
+	// Messages already in the outbox (re-detection after a restart, or a
+	// retried Act) are not written again: a delivered one would be sent
+	// twice. The set is in memory (warmed in New) to keep a ClickHouse
+	// round trip off the latency path.
 	fresh := msgs[:0]
 	for _, m := range msgs {
-		if !exists[m.id] {
+		if !s.written.has(m.id) {
 			fresh = append(fresh, m)
+		} else if m.id == revokeID {
+			revokeID = "" // revoked already: no second revocations row
 		}
 	}
 	msgs = fresh
+	var rec revocation
+	if revokeID != "" {
+		rec = revocation{tenant: d.TenantID, tokenID: d.TokenID, tokenType: d.TokenType, agentID: d.AgentID,
+			at: now, detectionID: d.ID, deliveryID: revokeID, ruleID: d.RuleID, reason: d.Summary}
+	}
+	// The revocations row is written concurrently with the outbox rows
+	// (two round trips in parallel, not in sequence). If it fails, or the
+	// process dies before it is written, the revoke message is durable
+	// anyway and the warm-up also reads revocations from the outbox.
+	revDone := make(chan error, 1)
+	if revokeID != "" {
+		go func() { revDone <- s.st.writeRevocation(ctx, rec) }()
+	} else {
+		revDone <- nil
+	}
 	if len(msgs) > 0 {
 		if err := s.st.writeOutbox(ctx, msgs); err != nil {
+			<-revDone
 			release()
 			return err
 		}
 	}
-	// The revocations row comes after the outbox rows: a crash in between
-	// leaves a pending revoke message (delivered after restart, and counted
-	// as a revocation by the warm-up, which also reads the outbox).
-	if revokeID != "" {
-		if err := s.st.writeRevocation(ctx, revocation{tenant: d.TenantID, tokenID: d.TokenID,
-			tokenType: d.TokenType, agentID: d.AgentID, at: now, detectionID: d.ID,
-			deliveryID: revokeID, ruleID: d.RuleID, reason: d.Summary}); err != nil {
-			// The revoke messages are durable already; only the record is
-			// missing, and warm-up finds the revocation in the outbox.
-			s.log.Error("record revocation", "token_id", d.TokenID, "rule_id", d.RuleID, "err", err)
-		}
-	}
 	for _, m := range msgs {
+		s.written.add(m.id)
 		s.byNm[m.endpoint].push(m, s)
+	}
+	if err := <-revDone; err != nil {
+		s.log.Error("record revocation", "token_id", d.TokenID, "rule_id", d.RuleID, "err", err)
 	}
 	return nil
 }
@@ -593,9 +608,9 @@ func (s *Sender) attempt(ctx context.Context, ep *endpoint, m *message) {
 	n := len(ep.known)
 	ep.mu.Unlock()
 	s.m.queue.WithLabelValues(name).Set(float64(n))
-	if m.state == statePending {
-		ep.signal()
-	}
+	// Wake the scheduler: a retry is queued, or the queue shrank and
+	// messages left in the outbox by an overflow may be reloaded.
+	ep.signal()
 }
 
 // send makes one request. It returns the status (0 without a response),
@@ -681,6 +696,46 @@ func errText(err error) string {
 		return ue.Op + ": " + ue.Err.Error()
 	}
 	return err.Error()
+}
+
+// Act skips messages already in the outbox; it remembers the last
+// writtenIDs ids, warmed at start with those written in writtenLookback
+// (a detector re-detects after a restart only what its uncommitted Kafka
+// offsets replay: minutes, not days).
+const (
+	writtenIDs      = 200_000
+	writtenLookback = 24 * time.Hour
+)
+
+// idSet is a bounded set of strings: a ring evicts the oldest.
+type idSet struct {
+	mu   sync.Mutex
+	m    map[string]struct{}
+	ring []string
+	next int
+}
+
+func newIDSet(n int) *idSet { return &idSet{m: map[string]struct{}{}, ring: make([]string, n)} }
+
+func (s *idSet) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[id]
+	return ok
+}
+
+func (s *idSet) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[id]; ok {
+		return
+	}
+	if old := s.ring[s.next]; old != "" {
+		delete(s.m, old)
+	}
+	s.ring[s.next] = id
+	s.next = (s.next + 1) % len(s.ring)
+	s.m[id] = struct{}{}
 }
 
 // msgHeap orders messages by due time.

@@ -107,24 +107,24 @@ func (s *store) writeRevocation(ctx context.Context, r revocation) error {
 	return nil
 }
 
-// existing returns which of ids (messages of one tenant) are already in
-// the outbox, in any state: Act never resets a delivered message to pending
-// when the detector re-detects the same thing after a restart.
-func (s *store) existing(ctx context.Context, tenant string, ids []string) (map[string]bool, error) {
+// recentIDs returns the delivery ids written since since (newest first, at
+// most limit): Act never resets a delivered message to pending when the
+// detector re-detects the same thing after a restart.
+func (s *store) recentIDs(ctx context.Context, since time.Time, limit int) ([]string, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT delivery_id FROM "+s.db+".webhook_outbox WHERE tenant_id = ? AND delivery_id IN ?", tenant, ids)
+	rows, err := s.conn.Query(ctx, "SELECT delivery_id FROM "+s.db+".webhook_outbox WHERE created_at >= ? GROUP BY delivery_id ORDER BY min(created_at) DESC LIMIT ?", since, limit)
 	if err != nil {
-		return nil, fmt.Errorf("query outbox: %w", err)
+		return nil, fmt.Errorf("query recent outbox ids: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]bool{}
+	var out []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("scan outbox: %w", err)
+			return nil, fmt.Errorf("scan outbox id: %w", err)
 		}
-		out[id] = true
+		out = append(out, id)
 	}
 	return out, rows.Err()
 }
