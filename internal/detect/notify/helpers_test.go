@@ -215,6 +215,14 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // startSender builds and runs a Sender; t.Cleanup cancels it and waits.
 func startSender(t *testing.T, cfg notify.Config, conn driver.Conn, db string) (*notify.Sender, *prometheus.Registry) {
 	t.Helper()
+	s, reg, _ := runSender(t, cfg, conn, db)
+	return s, reg
+}
+
+// runSender is startSender that also returns stop, which cancels Run and
+// waits for it (a clean restart; t.Cleanup calls it too).
+func runSender(t *testing.T, cfg notify.Config, conn driver.Conn, db string) (*notify.Sender, *prometheus.Registry, func()) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	s, err := notify.New(cfg, conn, db, nil, reg)
 	if err != nil {
@@ -223,13 +231,17 @@ func startSender(t *testing.T, cfg notify.Config, conn driver.Conn, db string) (
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	return s, reg
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return s, reg, stop
 }
 
 // count runs a count query with bound args.

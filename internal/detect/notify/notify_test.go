@@ -127,7 +127,7 @@ func TestGoneDisablesEndpointAcrossRestarts(t *testing.T) {
 	rcv := newReceiver(t, []string{sec}, func(string, int, http.Header) int { return http.StatusGone })
 	cfg := testConfig(t, rcv.srv.URL, sec)
 	cfg.Endpoints[0].Kinds = config.StringSlice{notify.KindNotify}
-	s, reg := startSender(t, cfg, conn, db)
+	s, reg, stop := runSender(t, cfg, conn, db)
 	if err := s.Act(context.Background(), detection(1, "tenant-a", "tok-1"), false); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,8 @@ func TestGoneDisablesEndpointAcrossRestarts(t *testing.T) {
 	if c := count(t, conn, "SELECT count() FROM webhook_endpoint_state WHERE endpoint = 'siem' AND disabled = 1"); c != 1 {
 		t.Fatalf("endpoint state rows: %d", c)
 	}
-	s2, reg2 := startSender(t, cfg, conn, db)
+	stop()
+	s2, reg2, stop2 := runSender(t, cfg, conn, db)
 	if err := s2.Act(context.Background(), detection(3, "tenant-a", "tok-3"), false); err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +157,7 @@ func TestGoneDisablesEndpointAcrossRestarts(t *testing.T) {
 	// A new URL for the endpoint re-enables it.
 	ok := newReceiver(t, []string{sec}, func(string, int, http.Header) int { return http.StatusNoContent })
 	cfg.Endpoints[0].URL = ok.srv.URL
+	stop2()
 	s3, _ := startSender(t, cfg, conn, db)
 	if err := s3.Act(context.Background(), detection(4, "tenant-a", "tok-4"), false); err != nil {
 		t.Fatal(err)
@@ -216,7 +218,7 @@ func TestRevocationDedupPerTokenAndWindow(t *testing.T) {
 	if err := conn.Exec(ctx, "INSERT INTO revocations (tenant_id, token_id, ts, rule_id) VALUES (?, ?, ?, ?)", "tenant-a", "tok-old", old, "x"); err != nil {
 		t.Fatal(err)
 	}
-	s, _ := startSender(t, cfg, conn, db)
+	s, _, stop := runSender(t, cfg, conn, db)
 	if at, ok := s.Revoked("tok-old"); !ok || !at.Equal(old) {
 		t.Fatalf("Revoked(tok-old) = %v %v, want the warmed time %v", at, ok, old)
 	}
@@ -236,6 +238,7 @@ func TestRevocationDedupPerTokenAndWindow(t *testing.T) {
 	// messages are sent in due order, so a resend of detection 0 would
 	// arrive before detection 5's notification.
 	cfg.Endpoints[0].MaxConcurrency = 1
+	stop()
 	s2, _ := startSender(t, cfg, conn, db)
 	if _, ok := s2.Revoked("tok-1"); !ok {
 		t.Fatal("restarted sender forgot tok-1's revocation")

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func runChild() int {
 	}
 	cfg.Schedule = childSchedule
 	cfg.Endpoints[0].MaxConcurrency = 1
+	cfg.Endpoints[0].Timeout = 5 * time.Minute // the hanging request stays in flight until the kill
 	log, err := telemetry.NewLogger(os.Stderr, "info", "json")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -81,6 +83,10 @@ func TestKilledSenderDeliversAllPendingAfterRestart(t *testing.T) {
 		}
 		return http.StatusOK
 	})
+	var releaseOnce sync.Once
+	// Registered after the receiver, so it runs before the server's Close,
+	// which would wait forever for a hanging handler if the test failed early.
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 	const n = 20
 	exe, err := os.Executable()
 	if err != nil {
@@ -126,17 +132,22 @@ func TestKilledSenderDeliversAllPendingAfterRestart(t *testing.T) {
 		b, _ := os.ReadFile(logPath)
 		t.Fatalf("child did not act in time; log:\n%s", b)
 	}
-	waitFor(t, 10*time.Second, "a request in flight", func() bool {
+	waitFor(t, 30*time.Second, "a request in flight", func() bool {
 		rcv.mu.Lock()
 		defer rcv.mu.Unlock()
-		return len(rcv.counts) == 1
+		return len(rcv.counts) >= 1
 	})
+	rcv.mu.Lock()
+	if len(rcv.counts) != 1 {
+		t.Errorf("%d messages attempted before the kill, want 1 (one in flight, the rest never attempted)", len(rcv.counts))
+	}
+	rcv.mu.Unlock()
 	if err := cmd.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
 	}
 	<-waited
 	phase2.Store(true)
-	close(release) // the dead sender's request gets its 503 now
+	releaseOnce.Do(func() { close(release) }) // the dead sender's request gets its 503 now
 
 	cfg := testConfig(t, rcv.srv.URL, sec)
 	cfg.Schedule = childSchedule

@@ -85,7 +85,8 @@ type Sender struct {
 	revMu   sync.Mutex
 	revoked map[string]time.Time // token_id → latest revocation
 
-	written *idSet // delivery ids in the outbox (recent ones)
+	written  *idSet // delivery ids in the outbox (recent ones)
+	finished *idSet // delivery ids this process delivered or gave up
 
 	verMu   sync.Mutex
 	lastVer uint64
@@ -127,7 +128,7 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	s := &Sender{cfg: cfg, st: &store{conn: conn, db: db, timeout: cfg.StoreTimeout}, log: log, m: m,
-		byNm: map[string]*endpoint{}, revoked: map[string]time.Time{}, written: newIDSet(writtenIDs)}
+		byNm: map[string]*endpoint{}, revoked: map[string]time.Time{}, written: newIDSet(writtenIDs), finished: newIDSet(writtenIDs)}
 	if s.st.timeout <= 0 {
 		s.st.timeout = 10 * time.Second
 	}
@@ -344,6 +345,9 @@ func (s *Sender) hasKind(kind, tenant string) bool {
 // push queues m unless it is already known; beyond the queue size it
 // stays in the outbox only and is reloaded when the queue drains.
 func (ep *endpoint) push(m *message, s *Sender) {
+	if s.finished.has(m.id) {
+		return
+	}
 	ep.mu.Lock()
 	if _, ok := ep.known[m.id]; ok {
 		ep.mu.Unlock()
@@ -538,6 +542,7 @@ func (s *Sender) abandon(ctx context.Context, ep *endpoint) {
 	}
 	for _, m := range msgs {
 		m.state, m.version = stateDisabled, s.version()
+		s.finished.add(m.id)
 	}
 	s.m.dropped.WithLabelValues(ep.cfg.Name, "endpoint_disabled").Add(float64(len(msgs)))
 	s.m.queue.WithLabelValues(ep.cfg.Name).Set(float64(n))
@@ -598,6 +603,11 @@ func (s *Sender) attempt(ctx context.Context, ep *endpoint, m *message) {
 	}
 	if err := s.st.writeDelivery(ctx, d); err != nil {
 		s.log.Error("record webhook delivery", "endpoint", name, "webhook_id", m.id, "err", err)
+	}
+	if m.state != statePending {
+		// Before it leaves known: an outbox reload that read this message
+		// as pending before the write above must not queue it again.
+		s.finished.add(m.id)
 	}
 	ep.mu.Lock()
 	if m.state == statePending {
