@@ -43,9 +43,10 @@ func TestMain(m *testing.M) {
 type leakCheck struct{ m interface{ Run() int } }
 
 func (l *leakCheck) Run() int {
+	before := goleak.IgnoreCurrent() // the shared ClickHouse server's goroutines
 	code := l.m.Run()
 	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreCurrent()); err != nil {
+		if err := goleak.Find(before); err != nil {
 			fmt.Println("goleak:", err)
 			return 1
 		}

@@ -408,6 +408,9 @@ func (s *Sender) Run(ctx context.Context) error {
 		wg.Go(func() { s.runEndpoint(ctx, ep) })
 	}
 	wg.Wait()
+	for _, ep := range s.eps {
+		ep.client.CloseIdleConnections()
+	}
 	return nil
 }
 
