@@ -85,8 +85,9 @@ type Sender struct {
 	revMu   sync.Mutex
 	revoked map[string]time.Time // token_id → latest revocation
 
-	written  *idSet // delivery ids in the outbox (recent ones)
-	finished *idSet // delivery ids this process delivered or gave up
+	rec      chan delivery // attempts to record (Run's recorder)
+	written  *idSet        // delivery ids in the outbox (recent ones)
+	finished *idSet        // delivery ids this process delivered or gave up
 
 	verMu   sync.Mutex
 	lastVer uint64
@@ -403,11 +404,16 @@ func (s *Sender) Run(ctx context.Context) error {
 		case <-time.After(jitter(backoff)):
 		}
 	}
+	s.rec = make(chan delivery, 4096)
+	recDone := make(chan struct{})
+	go func() { s.runRecorder(s.rec); close(recDone) }()
 	var wg sync.WaitGroup
 	for _, ep := range s.eps {
 		wg.Go(func() { s.runEndpoint(ctx, ep) })
 	}
 	wg.Wait()
+	close(s.rec) // every worker has ended: nothing sends any more
+	<-recDone
 	for _, ep := range s.eps {
 		ep.client.CloseIdleConnections()
 	}
@@ -596,20 +602,20 @@ func (s *Sender) attempt(ctx context.Context, ep *endpoint, m *message) {
 		}
 		m.next = time.Now().Add(delay).UTC()
 		next := m.next
-		d.nextAttemp = &next
+		d.nextAttempt = &next
 	}
 	s.m.attempts.WithLabelValues(name, m.kind, d.outcome).Inc()
 	m.version = s.version()
-	// Outbox first: it decides what a restart resends.
-	if err := s.st.writeOutbox(ctx, []*message{m}); err != nil {
-		s.log.Error("update webhook outbox", "endpoint", name, "webhook_id", m.id, "err", err)
-	}
-	if err := s.st.writeDelivery(ctx, d); err != nil {
-		s.log.Error("record webhook delivery", "endpoint", name, "webhook_id", m.id, "err", err)
-	}
+	// The outbox update and the deliveries row are written by the recorder
+	// in batches, off this worker, so a slow insert does not hold up the
+	// next request. A crash before the batch lands resends a delivered
+	// message after restart with the same webhook-id (at least once).
+	snap := *m
+	d.msg = &snap
+	s.rec <- d
 	if m.state != statePending {
 		// Before it leaves known: an outbox reload that read this message
-		// as pending before the write above must not queue it again.
+		// as pending before its final state is written must not queue it again.
 		s.finished.add(m.id)
 	}
 	ep.mu.Lock()
@@ -624,6 +630,65 @@ func (s *Sender) attempt(ctx context.Context, ep *endpoint, m *message) {
 	// Wake the scheduler: a retry is queued, or the queue shrank and
 	// messages left in the outbox by an overflow may be reloaded.
 	ep.signal()
+}
+
+// recordEvery bounds how long an attempt's result waits to be written.
+const (
+	recordEvery = 20 * time.Millisecond
+	recordBatch = 1000
+)
+
+// runRecorder writes attempts in batches until in is closed and drained.
+func (s *Sender) runRecorder(in <-chan delivery) {
+	var buf []delivery
+	tick := time.NewTicker(recordEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case d, ok := <-in:
+			if !ok {
+				s.record(buf)
+				return
+			}
+			buf = append(buf, d)
+			if len(buf) >= recordBatch {
+				s.record(buf)
+				buf = nil
+			}
+		case <-tick.C:
+			if len(buf) > 0 {
+				s.record(buf)
+				buf = nil
+			}
+		}
+	}
+}
+
+// record writes the outbox states (first: they decide what a restart
+// resends) and then the deliveries rows, retrying a failed insert twice.
+func (s *Sender) record(ds []delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	msgs := make([]*message, len(ds))
+	for i := range ds {
+		msgs[i] = ds[i].msg
+	}
+	try := func(what string, f func(context.Context) error) {
+		var err error
+		for i, backoff := 0, 100*time.Millisecond; i < 3; i, backoff = i+1, 2*backoff {
+			if err = f(context.Background()); err == nil {
+				return
+			}
+			time.Sleep(jitter(backoff))
+		}
+		s.log.Error("record webhook attempts", "table", what, "rows", len(ds), "err", err)
+		for _, d := range ds {
+			s.m.dropped.WithLabelValues(d.msg.endpoint, "record_failed").Inc()
+		}
+	}
+	try("webhook_outbox", func(ctx context.Context) error { return s.st.writeOutbox(ctx, msgs) })
+	try("webhook_deliveries", func(ctx context.Context) error { return s.st.writeDeliveries(ctx, ds) })
 }
 
 // send makes one request. It returns the status (0 without a response),

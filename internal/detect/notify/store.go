@@ -53,17 +53,17 @@ func (s *store) writeOutbox(ctx context.Context, msgs []*message) error {
 
 // delivery is one attempt, a webhook_deliveries row.
 type delivery struct {
-	msg        *message
-	at         time.Time
-	attempt    int
-	status     int
-	outcome    string
-	latency    time.Duration
-	err        string
-	nextAttemp *time.Time
+	msg         *message
+	at          time.Time
+	attempt     int
+	status      int
+	outcome     string
+	latency     time.Duration
+	err         string
+	nextAttempt *time.Time
 }
 
-func (s *store) writeDelivery(ctx context.Context, d delivery) error {
+func (s *store) writeDeliveries(ctx context.Context, ds []delivery) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".webhook_deliveries (delivery_id, detection_id, ts, tenant_id, endpoint, kind, token_id, attempt, status_code, outcome, latency_ms, error, next_attempt_at)")
@@ -71,11 +71,13 @@ func (s *store) writeDelivery(ctx context.Context, d delivery) error {
 		return fmt.Errorf("prepare deliveries insert: %w", err)
 	}
 	defer b.Abort()
-	m := d.msg
-	if err := b.Append(m.id, m.detectionID, d.at, m.tenant, m.endpoint, m.kind, m.tokenID,
-		uint16(min(d.attempt, 65535)), uint16(d.status), d.outcome,
-		float64(d.latency.Microseconds())/1000, d.err, d.nextAttemp); err != nil {
-		return fmt.Errorf("append delivery row: %w", err)
+	for _, d := range ds {
+		m := d.msg
+		if err := b.Append(m.id, m.detectionID, d.at, m.tenant, m.endpoint, m.kind, m.tokenID,
+			uint16(min(d.attempt, 65535)), uint16(d.status), d.outcome,
+			float64(d.latency.Microseconds())/1000, d.err, d.nextAttempt); err != nil {
+			return fmt.Errorf("append delivery row: %w", err)
+		}
 	}
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("insert into webhook_deliveries: %w", err)
