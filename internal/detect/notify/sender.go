@@ -302,34 +302,28 @@ func (s *Sender) Act(ctx context.Context, d event.Detection, revoke bool) error 
 		}
 	}
 	msgs = fresh
-	var rec revocation
-	if revokeID != "" {
-		rec = revocation{tenant: d.TenantID, tokenID: d.TokenID, tokenType: d.TokenType, agentID: d.AgentID,
-			at: now, detectionID: d.ID, deliveryID: revokeID, ruleID: d.RuleID, reason: d.Summary}
-	}
-	// The revocations row is written concurrently with the outbox rows
-	// (two round trips in parallel, not in sequence). If it fails, or the
-	// process dies before it is written, the revoke message is durable
-	// anyway and the warm-up also reads revocations from the outbox.
-	revDone := make(chan error, 1)
-	if revokeID != "" {
-		go func() { revDone <- s.st.writeRevocation(ctx, rec) }()
-	} else {
-		revDone <- nil
-	}
 	if len(msgs) > 0 {
 		if err := s.st.writeOutbox(ctx, msgs); err != nil {
-			<-revDone
 			release()
 			return err
 		}
 	}
+	// Durable: send now, then record the revocation. The revocations row
+	// comes strictly after the outbox rows: a row without its revoke
+	// message would make a restarted sender believe the token revoked and
+	// suppress the revocation that was never sent. If the row is lost (a
+	// crash right here, or an error) the warm-up still finds the revocation
+	// through the outbox's revoke message.
 	for _, m := range msgs {
 		s.written.add(m.id)
 		s.byNm[m.endpoint].push(m, s)
 	}
-	if err := <-revDone; err != nil {
-		s.log.Error("record revocation", "token_id", d.TokenID, "rule_id", d.RuleID, "err", err)
+	if revokeID != "" {
+		if err := s.st.writeRevocation(ctx, revocation{tenant: d.TenantID, tokenID: d.TokenID,
+			tokenType: d.TokenType, agentID: d.AgentID, at: now, detectionID: d.ID,
+			deliveryID: revokeID, ruleID: d.RuleID, reason: d.Summary}); err != nil {
+			s.log.Error("record revocation", "token_id", d.TokenID, "rule_id", d.RuleID, "err", err)
+		}
 	}
 	return nil
 }
