@@ -173,3 +173,13 @@ func TestSetHeadersOneSignaturePerKey(t *testing.T) {
 		}
 	}
 }
+
+func TestNewSecretParses(t *testing.T) {
+	a, b := webhooksink.NewSecret(), webhooksink.NewSecret()
+	if a == b || !strings.HasPrefix(a, "whsec_") {
+		t.Fatalf("secrets %q %q", a, b)
+	}
+	if k, err := webhooksink.ParseSecret(a); err != nil || len(k) != 32 {
+		t.Fatalf("ParseSecret(NewSecret()) = %d bytes, %v", len(k), err)
+	}
+}

@@ -15,6 +15,7 @@ package webhooksink
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -65,6 +66,14 @@ func ParseSecret(s string) ([]byte, error) {
 // FormatSecret renders a key as "whsec_<base64>".
 func FormatSecret(key []byte) string {
 	return SecretPrefix + base64.StdEncoding.EncodeToString(key)
+}
+
+// NewSecret returns a fresh random secret ("whsec_" + 32 random bytes),
+// e.g. for the all-in-one demo where sender and sink share one.
+func NewSecret() string {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // never fails (crypto/rand.Read crashes the program instead)
+	return FormatSecret(key)
 }
 
 // Sign returns "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>".
