@@ -17,7 +17,9 @@ import (
 // matters; this one keeps growing with every produced message until the
 // partition's rows are acknowledged and committed again.
 func (s *Service) watchLag(ctx context.Context, topics []string) {
-	client := &kafka.Client{Addr: kafka.TCP(s.cfg.Brokers...), Timeout: 10 * time.Second}
+	transport := &kafka.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &kafka.Client{Addr: kafka.TCP(s.cfg.Brokers...), Timeout: 10 * time.Second, Transport: transport}
 	t := time.NewTicker(s.cfg.LagInterval)
 	defer t.Stop()
 	for {
