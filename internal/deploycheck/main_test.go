@@ -1,6 +1,7 @@
 package deploycheck
 
 import (
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,3 +36,5 @@ func repoPath(t testing.TB, rel string) string {
 	t.Helper()
 	return filepath.Join(root(t), filepath.FromSlash(rel))
 }
+
+func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("test", flag.ContinueOnError) }
