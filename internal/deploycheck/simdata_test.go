@@ -41,6 +41,7 @@ type simData struct {
 func loadSimData(t *testing.T) *simData {
 	t.Helper()
 	ctx := context.Background()
+	began := time.Now()
 	conn, db := chtest.Database(t)
 	ms, err := migrate.Load(schema.Migrations, "migrations")
 	if err != nil {
@@ -51,7 +52,7 @@ func loadSimData(t *testing.T) *simData {
 		t.Fatal(err)
 	}
 
-	began := time.Now()
+	t.Logf("schema applied in %v", time.Since(began).Round(time.Millisecond))
 	cfg := sim.DefaultConfig()
 	cfg.Seed = 7
 	cfg.Start = time.Now().UTC().Add(-20 * time.Minute).Truncate(time.Second)
@@ -74,7 +75,7 @@ func loadSimData(t *testing.T) *simData {
 		t.Fatal("the simulator produced no attacks")
 	}
 
-	t.Logf("simulated %d messages in %v", len(msgs), time.Since(began).Round(time.Millisecond))
+	t.Logf("simulated %d messages at %v", len(msgs), time.Since(began).Round(time.Millisecond))
 	broker, err := kafkabroker.StartFake(kafkabroker.FakeOptions{
 		Topics: map[string]int{cfg.SpansTopic: 2, cfg.EventsTopic: 2}, AutoCreateTopics: true,
 	})
@@ -93,7 +94,7 @@ func loadSimData(t *testing.T) *simData {
 		t.Fatal(err)
 	}
 
-	t.Logf("produced in %v", time.Since(began).Round(time.Millisecond))
+	t.Logf("produced at %v", time.Since(began).Round(time.Millisecond))
 	// The real ingest service, with its defaults, consumes what was produced.
 	var icfg ingest.Config
 	fs := newFlagSet()
@@ -110,7 +111,8 @@ func loadSimData(t *testing.T) *simData {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
-	deadline := time.Now().Add(60 * time.Second)
+	// Seconds normally; the deadline is for a machine shared with others.
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		spans, events := count(t, conn, "spans"), count(t, conn, "audit_events")
 		if spans == uint64(stats.Spans) && events == uint64(stats.Events) {
@@ -119,16 +121,16 @@ func loadSimData(t *testing.T) *simData {
 		if time.Now().After(deadline) {
 			cancel()
 			<-done
-			t.Fatalf("ingest wrote %d/%d spans and %d/%d events in 60 s", spans, stats.Spans, events, stats.Events)
+			t.Fatalf("ingest wrote %d/%d spans and %d/%d events in 120 s", spans, stats.Spans, events, stats.Events)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("ingested in %v", time.Since(began).Round(time.Millisecond))
+	t.Logf("ingested at %v", time.Since(began).Round(time.Millisecond))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("ingest: %v", err)
 	}
-	t.Logf("ingest stopped in %v", time.Since(began).Round(time.Millisecond))
+	t.Logf("ingest stopped at %v", time.Since(began).Round(time.Millisecond))
 
 	d := &simData{conn: conn, db: db, start: cfg.Start, stats: stats, attacks: attacks, metrics: rec.Metrics()}
 	d.insertDetectorOutput(t)
