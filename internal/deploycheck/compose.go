@@ -147,7 +147,8 @@ type DockerCopy struct {
 type Dockerfile struct {
 	Stages []string // FROM images in order
 	Copies []DockerCopy
-	User   string // last USER
+	Runs   []string // RUN instructions, continuations joined
+	User   string   // last USER
 }
 
 // LoadDockerfile parses the FROM, COPY and USER instructions (with line
@@ -192,6 +193,8 @@ func (df *Dockerfile) add(line int, instr string) error {
 			return fmt.Errorf("FROM without image")
 		}
 		df.Stages = append(df.Stages, fields[1])
+	case "RUN":
+		df.Runs = append(df.Runs, strings.TrimSpace(instr[len(fields[0]):]))
 	case "USER":
 		if len(fields) != 2 {
 			return fmt.Errorf("USER wants one argument")
