@@ -153,8 +153,16 @@ func TestComposeServices(t *testing.T) {
 	if got := sortedKeys(c.Services); !slices.Equal(got, want) {
 		t.Errorf("services = %v, want %v", got, want)
 	}
+	published := map[string]string{} // host port → service
 	for _, name := range sortedKeys(c.Services) {
 		svc := c.Services[name]
+		for _, p := range svc.Ports {
+			host, _, _ := strings.Cut(p, ":")
+			if other, dup := published[host]; dup {
+				t.Errorf("host port %s is published by %s and %s", host, other, name)
+			}
+			published[host] = name
+		}
 		repo, tag, ok := strings.Cut(Interpolate(svc.Image), ":")
 		if svc.Image == "" || !ok || tag == "" || tag == "latest" || strings.Contains(tag, "/") {
 			t.Errorf("service %s: image %q is not pinned to a tag", name, svc.Image)
