@@ -208,7 +208,7 @@ func TestComposeServices(t *testing.T) {
 			}
 		}
 		for _, p := range append(slices.Clone(svc.Ports), svc.Expose...) {
-			if !portRE(p) {
+			if !validPort(p) {
 				t.Errorf("service %s: port %q: want PORT or HOST_PORT:PORT", name, p)
 			}
 		}
@@ -228,7 +228,7 @@ func TestComposeServices(t *testing.T) {
 	}
 }
 
-func portRE(p string) bool {
+func validPort(p string) bool {
 	parts := strings.Split(p, ":")
 	if len(parts) > 2 {
 		return false

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 )
 
 // Datasource is a panel's or target's data source reference.
@@ -103,8 +102,7 @@ func LoadDashboard(file string) (Dashboard, error) {
 		return Dashboard{}, err
 	}
 	var raw rawDashboard
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	if err := dec.Decode(&raw); err != nil {
+	if err := json.Unmarshal(b, &raw); err != nil {
 		return Dashboard{}, fmt.Errorf("dashboard %s: %w", file, err)
 	}
 	d := Dashboard{File: file, UID: raw.UID, Title: raw.Title}
