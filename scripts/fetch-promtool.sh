@@ -8,8 +8,10 @@
 #   debian  the Debian package `prometheus` (apt-get download, ~19 MB, ~2 s;
 #           Prometheus 2.42 on bookworm), unpacked with dpkg-deb;
 #   go      `go install github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_GO_VERSION`
-#           through the Go module proxy in a throw-away module (~700 MB of
-#           modules and minutes of compiling on 2 cores).
+#           through the Go module proxy in a throw-away module: ~300 MB of
+#           modules (Kubernetes and cloud SDKs for service discovery), and
+#           the compile had not finished after 46 min (niced, on the shared
+#           2-core machine at load 25); a fallback only.
 # PROMTOOL_METHOD=auto (default) tries debian, then go. The binary is cached
 # in $AGENTAUDIT_CACHE/promtool/<method>-<version>/ (default ~/.cache/agentaudit).
 set -euo pipefail
