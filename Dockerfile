@@ -14,6 +14,7 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY cmd ./cmd
 COPY internal ./internal
 COPY schema ./schema
+COPY retention ./retention
 COPY deploy/healthcheck ./deploy/healthcheck
 # Static binaries (no cgo: the embedded ClickHouse of the all-in-one binary
 # is loaded through purego, not linked). ./cmd/... builds every service

@@ -154,7 +154,7 @@ func registeredMetrics(t *testing.T) map[string][]string {
 	var cfg ingest.ServiceConfig
 	config.ApplyDefaults(&cfg)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if _, err := ingest.New(cfg.Ingest, nil, "agentaudit", log, rec); err != nil {
+	if _, err := ingest.New(cfg.Ingest, nil, cfg.ClickHouse, log, rec); err != nil {
 		t.Fatal(err)
 	}
 	w := otlphttp.NewKafkaWriter(cfg.Ingest.Brokers)

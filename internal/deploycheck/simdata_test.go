@@ -21,6 +21,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
 	"github.com/agentaudit/agentaudit/internal/migrate"
 	"github.com/agentaudit/agentaudit/internal/sim"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/schema"
 )
 
@@ -104,7 +105,7 @@ func loadSimData(t *testing.T) *simData {
 	icfg.Batch.MaxAge = 200 * time.Millisecond
 	icfg.SessionTimeout, icfg.HeartbeatInterval = 6*time.Second, 500*time.Millisecond
 	rec := NewRecorder()
-	svc, err := ingest.New(icfg, conn, db, slog.New(slog.NewTextHandler(io.Discard, nil)), rec)
+	svc, err := ingest.New(icfg, conn, chstore.Config{Addr: []string{chtest.Addr()}, Database: db, Username: "default"}, slog.New(slog.NewTextHandler(io.Discard, nil)), rec)
 	if err != nil {
 		t.Fatal(err)
 	}
