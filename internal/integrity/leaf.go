@@ -1,0 +1,168 @@
+package integrity
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentaudit/agentaudit/internal/event"
+)
+
+// LeafFormat names the canonical encoding below; it is part of the encoding,
+// so a future format can never produce the same leaf bytes.
+const LeafFormat = "agentaudit.audit_event.v1"
+
+// fieldNames are the stored fields of an audit_events row that a leaf
+// covers, in the order of the canonical encoding (sorted, as JSON object
+// keys are). ingested_at is not covered: the server sets it.
+var fieldNames = [...]string{
+	"agent_id", "attributes", "delegation_scope", "event_id", "parent_identity",
+	"policy_decision", "required_scopes", "resource", "resource_tenant_id",
+	"schema_version", "span_id", "src_index", "src_offset", "src_partition",
+	"tenant_id", "token_id", "token_type", "tool_name", "tool_params_hash",
+	"trace_id", "ts",
+}
+
+// FieldDigestSize is the number of bytes of field_digest per field.
+const FieldDigestSize = 2
+
+// Canonical returns the canonical encoding of an audit event's stored
+// fields, the bytes a leaf hashes. It is JSON with a fixed shape, so that
+// the same event gives the same bytes whether it was decoded from Kafka or
+// read back from ClickHouse:
+//
+//   - one object, keys sorted: every field of fieldNames plus
+//     "leaf_format": LeafFormat; no insignificant whitespace;
+//   - strings as encoding/json writes them (HTML characters escaped); a
+//     string that is not valid UTF-8 (which ingest never stores, but a
+//     tampered row may hold) becomes {"invalid_utf8_base64":"..."} so the
+//     encoding stays injective instead of folding bytes into U+FFFD;
+//   - ts as RFC 3339 in UTC with exactly nine fractional digits;
+//   - arrays as stored, in order, nil as []; attributes as an object with
+//     sorted keys, nil as {};
+//   - event_id in its canonical lower-case UUID form; integers in decimal.
+func Canonical(ev *event.AuditEvent) []byte {
+	vals := fieldValues(ev)
+	n := 2 + len(`"leaf_format":`) + len(LeafFormat) + 3
+	for i, v := range vals {
+		n += len(fieldNames[i]) + 4 + len(v)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	for i, v := range vals {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if fieldNames[i] == "parent_identity" { // "leaf_format" sorts right before it
+			b = append(b, `"leaf_format":"`+LeafFormat+`",`...)
+		}
+		b = append(b, '"')
+		b = append(b, fieldNames[i]...)
+		b = append(b, '"', ':')
+		b = append(b, v...)
+	}
+	return append(b, '}')
+}
+
+// LeafHash is the RFC 6962 leaf hash of Canonical(ev).
+func LeafHash(ev *event.AuditEvent) []byte {
+	return rfc6962.DefaultHasher.HashLeaf(Canonical(ev))
+}
+
+// FieldDigest returns FieldDigestSize bytes of SHA-256 of each field's
+// canonical value, in fieldNames order. Stored beside the leaf hash, it lets
+// verify name which field of a modified row changed.
+func FieldDigest(ev *event.AuditEvent) []byte {
+	vals := fieldValues(ev)
+	out := make([]byte, 0, len(vals)*FieldDigestSize)
+	for _, v := range vals {
+		s := sha256.Sum256(v)
+		out = append(out, s[:FieldDigestSize]...)
+	}
+	return out
+}
+
+// changedFields compares two field digests and names the fields that
+// differ; nil when the digests are malformed or all equal.
+func changedFields(stored, actual []byte) []string {
+	if len(stored) != len(actual) || len(stored) != len(fieldNames)*FieldDigestSize {
+		return nil
+	}
+	var out []string
+	for i := range fieldNames {
+		a, b := stored[i*FieldDigestSize:(i+1)*FieldDigestSize], actual[i*FieldDigestSize:(i+1)*FieldDigestSize]
+		if string(a) != string(b) {
+			out = append(out, fieldNames[i])
+		}
+	}
+	return out
+}
+
+// fieldValues encodes each field of fieldNames as canonical JSON.
+func fieldValues(ev *event.AuditEvent) [len(fieldNames)][]byte {
+	return [len(fieldNames)][]byte{
+		jsonString(ev.AgentID),
+		jsonMap(ev.Attributes),
+		jsonArray(ev.DelegationScope),
+		jsonString(ev.EventID.String()),
+		jsonString(ev.ParentIdentity),
+		jsonString(ev.PolicyDecision),
+		jsonArray(ev.RequiredScopes),
+		jsonString(ev.Resource),
+		jsonString(ev.ResourceTenantID),
+		jsonString(ev.SchemaVersion),
+		jsonString(ev.SpanID),
+		strconv.AppendUint(nil, uint64(ev.SrcIndex), 10),
+		strconv.AppendUint(nil, ev.SrcOffset, 10),
+		strconv.AppendUint(nil, uint64(ev.SrcPartition), 10),
+		jsonString(ev.TenantID),
+		jsonString(ev.TokenID),
+		jsonString(ev.TokenType),
+		jsonString(ev.ToolName),
+		jsonString(ev.ToolParamsHash),
+		jsonString(ev.TraceID),
+		jsonString(ev.TS.UTC().Format("2006-01-02T15:04:05.000000000Z07:00")),
+	}
+}
+
+func jsonString(s string) []byte {
+	if !utf8.ValidString(s) {
+		return []byte(`{"invalid_utf8_base64":"` + base64.StdEncoding.EncodeToString([]byte(s)) + `"}`)
+	}
+	b, _ := json.Marshal(s) // a valid string always marshals
+	return b
+}
+
+func jsonArray(a []string) []byte {
+	b := []byte{'['}
+	for i, s := range a {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, jsonString(s)...)
+	}
+	return append(b, ']')
+}
+
+func jsonMap(m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, jsonString(k)...)
+		b = append(b, ':')
+		b = append(b, jsonString(m[k])...)
+	}
+	return append(b, '}')
+}

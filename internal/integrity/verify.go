@@ -1,0 +1,462 @@
+package integrity
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/proof"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentaudit/agentaudit/internal/event"
+)
+
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	// PendingGrace: a row beyond its log's last sealed offset that was
+	// ingested less than this long ago is reported as pending (ingest seals
+	// after it writes the row), not as inserted. Default 5 minutes.
+	PendingGrace time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// RowFinding names one audit_events row (or missing row) at fault.
+type RowFinding struct {
+	LogID     string
+	LeafIndex int64 // -1: the row has no leaf
+	Partition uint16
+	Offset    uint64
+	EventID   uuid.UUID
+	TenantID  string
+	// Fields that differ from the sealed event (modified rows; from the
+	// stored field digests, empty when they cannot tell).
+	Fields []string
+}
+
+// CheckpointFinding is a checkpoint row that does not verify.
+type CheckpointFinding struct {
+	LogID  string
+	Size   uint64
+	KeyID  string
+	TS     time.Time
+	Reason string
+}
+
+// LogSummary is what Verify found for one log.
+type LogSummary struct {
+	LogID       string
+	Leaves      uint64
+	Checkpoints int // valid ones
+	Size        uint64
+	Root        []byte // of the latest valid checkpoint
+	Rows        int    // audit_events rows read
+	Expired     int    // leaves whose row retention deleted
+	Pending     int    // rows not sealed yet
+	Error       string // structural damage of merkle_leaves, if any
+}
+
+// Report is the outcome of Verify.
+type Report struct {
+	Logs               []LogSummary
+	Modified           []RowFinding
+	Deleted            []RowFinding
+	Inserted           []RowFinding
+	InvalidCheckpoints []CheckpointFinding
+}
+
+// Clean reports whether no tampering was found.
+func (r *Report) Clean() bool {
+	if len(r.Modified)+len(r.Deleted)+len(r.Inserted)+len(r.InvalidCheckpoints) > 0 {
+		return false
+	}
+	for _, l := range r.Logs {
+		if l.Error != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Verify recomputes every log from merkle_leaves and checks it against the
+// checkpoints and the audit_events rows:
+//
+//   - every checkpoint row: its note's signature (keys), that its columns
+//     say what the note says, and that its root is the root of the leaves
+//     at its size; consecutive valid checkpoints must be consistent
+//     (RFC 6962 consistency proof verified with proof.VerifyConsistency);
+//   - every audit_events row, matched to its leaf by (src_partition,
+//     src_offset): the canonical hash of the row must be the leaf hash
+//     (else modified, with the changed fields named from field_digest); a
+//     row with no leaf is inserted (or pending, see PendingGrace); a leaf
+//     with no row is deleted unless integrity_expirations says retention
+//     deleted it (expired).
+//
+// Rows are read without FINAL on purpose: a forged row that shares the
+// sort key of a genuine one must be seen before a merge replaces it.
+func Verify(ctx context.Context, conn driver.Conn, keys PublicKeys, opts VerifyOptions) (*Report, error) {
+	if opts.PendingGrace == 0 {
+		opts.PendingGrace = 5 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	exp, err := loadExpirations(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := logIDs(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{}
+	for _, id := range ids {
+		if err := verifyLog(ctx, conn, id, keys, opts, exp, rep); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// logIDs lists the logs that have leaves, checkpoints or event rows.
+func logIDs(ctx context.Context, conn driver.Conn) ([]string, error) {
+	rows, err := conn.Query(ctx, `SELECT DISTINCT toString(log_id) FROM merkle_leaves
+		UNION DISTINCT SELECT DISTINCT toString(log_id) FROM checkpoints
+		UNION DISTINCT SELECT DISTINCT concat('audit_events/', toString(src_partition)) FROM audit_events`)
+	if err != nil {
+		return nil, fmt.Errorf("list logs: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, fmt.Errorf("list logs: %w", err)
+		}
+		ids = append(ids, s)
+	}
+	slices.SortFunc(ids, func(a, b string) int { return cmpLogID(a, b) })
+	return ids, rows.Err()
+}
+
+func cmpLogID(a, b string) int {
+	pa, ea := logPartition(a)
+	pb, eb := logPartition(b)
+	if ea == nil && eb == nil && pa != pb {
+		return pa - pb
+	}
+	return strings.Compare(a, b)
+}
+
+func logPartition(id string) (int, error) {
+	p, ok := strings.CutPrefix(id, "audit_events/")
+	if !ok {
+		return 0, fmt.Errorf("log id %q: not audit_events/<partition>", id)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 0 || n > 65535 {
+		return 0, fmt.Errorf("log id %q: bad partition", id)
+	}
+	return n, nil
+}
+
+type leafState struct {
+	row     leafRow
+	matched bool          // a row with the exact leaf hash exists
+	diff    []*RowFinding // rows at the leaf's offset with another hash
+}
+
+func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys, opts VerifyOptions, exp expirations, rep *Report) error {
+	sum := LogSummary{LogID: id}
+	cps, err := latestCheckpoints(ctx, conn, id, 1<<30)
+	if err != nil {
+		return err
+	}
+	slices.Reverse(cps) // ascending size
+	// Valid signatures first; roots are checked during the leaf pass.
+	var signed []*Checkpoint
+	for _, cp := range cps {
+		if err := verifyRow(cp, keys); err != nil {
+			rep.InvalidCheckpoints = append(rep.InvalidCheckpoints, CheckpointFinding{LogID: id, Size: cp.Size, KeyID: cp.KeyID, TS: cp.TS, Reason: err.Error()})
+			continue
+		}
+		signed = append(signed, cp)
+	}
+	// Node ids of the consistency proofs between consecutive signed sizes.
+	type pair struct {
+		a, b  *Checkpoint
+		nodes proof.Nodes
+	}
+	var pairs []pair
+	want := map[compact.NodeID][]byte{}
+	for i := 1; i < len(signed); i++ {
+		a, b := signed[i-1], signed[i]
+		if a.Size == b.Size {
+			continue
+		}
+		n, err := proof.Consistency(a.Size, b.Size)
+		if err != nil {
+			return err
+		}
+		pairs = append(pairs, pair{a, b, n})
+		for _, nid := range n.IDs {
+			want[nid] = nil
+		}
+	}
+	atSize := map[uint64][]*Checkpoint{}
+	for _, cp := range signed {
+		atSize[cp.Size] = append(atSize[cp.Size], cp)
+	}
+	rootOK := map[*Checkpoint]bool{}
+	checkAt := func(rng *compact.Range) {
+		cs := atSize[rng.End()]
+		if len(cs) == 0 {
+			return
+		}
+		root, _ := rng.GetRootHash(nil)
+		for _, cp := range cs {
+			rootOK[cp] = bytes.Equal(root, cp.Root)
+		}
+	}
+	visit := func(nid compact.NodeID, h []byte) {
+		if _, ok := want[nid]; ok {
+			want[nid] = bytes.Clone(h)
+		}
+	}
+	leaves := map[uint64]*leafState{} // by src_offset
+	rng := rangeFactory().NewEmptyRange(0)
+	var lastOff int64 = -1
+	err = scanLeaves(ctx, conn, id, 0, "log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest", func(r *leafRow) error {
+		leaves[r.SrcOffset] = &leafState{row: *r}
+		lastOff = int64(r.SrcOffset)
+		if err := rng.Append([]byte(r.LeafHash), visit); err != nil {
+			return err
+		}
+		checkAt(rng)
+		return nil
+	})
+	if err != nil {
+		sum.Error = err.Error()
+	}
+	sum.Leaves = rng.End()
+	for _, cp := range signed {
+		switch {
+		case cp.Size > rng.End():
+			rep.InvalidCheckpoints = append(rep.InvalidCheckpoints, CheckpointFinding{LogID: id, Size: cp.Size, KeyID: cp.KeyID, TS: cp.TS,
+				Reason: fmt.Sprintf("signed size %d but merkle_leaves holds %d leaves (leaves deleted)", cp.Size, rng.End())})
+		case !rootOK[cp]:
+			rep.InvalidCheckpoints = append(rep.InvalidCheckpoints, CheckpointFinding{LogID: id, Size: cp.Size, KeyID: cp.KeyID, TS: cp.TS,
+				Reason: "signature valid but the root of merkle_leaves at this size differs (leaves changed)"})
+		default:
+			sum.Checkpoints++
+			sum.Size, sum.Root = cp.Size, cp.Root
+		}
+	}
+	for _, p := range pairs {
+		if p.b.Size > rng.End() {
+			continue
+		}
+		hashes := make([][]byte, len(p.nodes.IDs))
+		for i, nid := range p.nodes.IDs {
+			hashes[i] = want[nid]
+		}
+		pf, err := p.nodes.Rehash(hashes, rfc6962.DefaultHasher.HashChildren)
+		if err == nil {
+			err = proof.VerifyConsistency(rfc6962.DefaultHasher, p.a.Size, p.b.Size, pf, p.a.Root, p.b.Root)
+		}
+		if err != nil {
+			rep.InvalidCheckpoints = append(rep.InvalidCheckpoints, CheckpointFinding{LogID: id, Size: p.b.Size, KeyID: p.b.KeyID, TS: p.b.TS,
+				Reason: fmt.Sprintf("not consistent with the checkpoint at size %d: %v", p.a.Size, err)})
+		}
+	}
+
+	if err := compareRows(ctx, conn, id, leaves, lastOff, opts, &sum, rep); err != nil {
+		return err
+	}
+	offs := make([]uint64, 0, len(leaves))
+	for off := range leaves {
+		offs = append(offs, off)
+	}
+	slices.Sort(offs)
+	part, _ := logPartition(id)
+	for _, off := range offs {
+		ls := leaves[off]
+		f := RowFinding{LogID: id, LeafIndex: int64(ls.row.LeafIndex), Partition: uint16(part), Offset: off, EventID: ls.row.EventID, TenantID: ls.row.TenantID}
+		switch {
+		case ls.matched:
+			// Genuine row present; other rows at this offset are forgeries.
+			for _, d := range ls.diff {
+				d.LeafIndex = -1
+				d.Fields = nil
+				rep.Inserted = append(rep.Inserted, *d)
+			}
+		case len(ls.diff) > 0:
+			for _, d := range ls.diff {
+				d.LeafIndex = int64(ls.row.LeafIndex)
+				rep.Modified = append(rep.Modified, *d)
+			}
+		case exp.covers(ls.row.TenantID, ls.row.TS):
+			sum.Expired++
+		default:
+			rep.Deleted = append(rep.Deleted, f)
+		}
+	}
+	rep.Logs = append(rep.Logs, sum)
+	return nil
+}
+
+// compareRows reads the audit_events rows of the log's partition and
+// matches each to its leaf.
+func compareRows(ctx context.Context, conn driver.Conn, id string, leaves map[uint64]*leafState, lastOff int64, opts VerifyOptions, sum *LogSummary, rep *Report) error {
+	part, err := logPartition(id)
+	if err != nil {
+		sum.Error = strings.TrimSpace(sum.Error + " " + err.Error())
+		return nil
+	}
+	rows, err := conn.Query(ctx, `SELECT event_id, ts, tenant_id, agent_id, parent_identity, token_id, token_type,
+		delegation_scope, required_scopes, tool_name, tool_params_hash, resource, resource_tenant_id,
+		policy_decision, trace_id, span_id, attributes, schema_version, src_partition, src_offset, src_index,
+		ingested_at
+		FROM audit_events WHERE src_partition = ? ORDER BY src_offset`, uint16(part))
+	if err != nil {
+		return fmt.Errorf("read audit_events of %s: %w", id, err)
+	}
+	defer rows.Close()
+	now := opts.Now()
+	for rows.Next() {
+		var ev event.AuditEvent
+		var ingested time.Time
+		if err := rows.Scan(&ev.EventID, &ev.TS, &ev.TenantID, &ev.AgentID, &ev.ParentIdentity, &ev.TokenID, &ev.TokenType,
+			&ev.DelegationScope, &ev.RequiredScopes, &ev.ToolName, &ev.ToolParamsHash, &ev.Resource, &ev.ResourceTenantID,
+			&ev.PolicyDecision, &ev.TraceID, &ev.SpanID, &ev.Attributes, &ev.SchemaVersion, &ev.SrcPartition, &ev.SrcOffset, &ev.SrcIndex,
+			&ingested); err != nil {
+			return fmt.Errorf("scan audit_events of %s: %w", id, err)
+		}
+		sum.Rows++
+		f := &RowFinding{LogID: id, LeafIndex: -1, Partition: ev.SrcPartition, Offset: ev.SrcOffset, EventID: ev.EventID, TenantID: ev.TenantID}
+		ls := leaves[ev.SrcOffset]
+		if ls == nil {
+			age := now.Sub(ingested)
+			if int64(ev.SrcOffset) > lastOff && age >= 0 && age < opts.PendingGrace {
+				sum.Pending++
+				continue
+			}
+			rep.Inserted = append(rep.Inserted, *f)
+			continue
+		}
+		if bytes.Equal(LeafHash(&ev), []byte(ls.row.LeafHash)) {
+			ls.matched = true
+			continue
+		}
+		f.Fields = changedFields([]byte(ls.row.FieldDigest), FieldDigest(&ev))
+		ls.diff = append(ls.diff, f)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read audit_events of %s: %w", id, err)
+	}
+	return nil
+}
+
+// expirations: per tenant ("" = all) the latest retention cut-off.
+type expirations map[string]time.Time
+
+func (e expirations) covers(tenant string, ts time.Time) bool {
+	return ts.Before(e[""]) || ts.Before(e[tenant])
+}
+
+func loadExpirations(ctx context.Context, conn driver.Conn) (expirations, error) {
+	rows, err := conn.Query(ctx, "SELECT toString(tenant_id), max(before) FROM integrity_expirations GROUP BY tenant_id")
+	if err != nil {
+		return nil, fmt.Errorf("read integrity_expirations: %w", err)
+	}
+	defer rows.Close()
+	out := expirations{}
+	for rows.Next() {
+		var t string
+		var before time.Time
+		if err := rows.Scan(&t, &before); err != nil {
+			return nil, fmt.Errorf("read integrity_expirations: %w", err)
+		}
+		out[t] = before
+	}
+	return out, rows.Err()
+}
+
+// RecordExpiry records that retention deleted (or is about to delete) the
+// audit events of tenant ("" = every tenant) with ts < before, so Verify
+// reports their leaves as expired, not deleted. Call it before deleting.
+// Leaves and checkpoints are kept, so the remaining tree still verifies.
+func RecordExpiry(ctx context.Context, conn driver.Conn, tenant string, before time.Time, reason string) error {
+	// A batch keeps DateTime64(9) exact; a bound ? parameter would be
+	// rounded to seconds.
+	wrap := func(err error) error {
+		return fmt.Errorf("record expiry of %q before %s: %w", tenant, before.UTC().Format(time.RFC3339Nano), err)
+	}
+	b, err := conn.PrepareBatch(ctx, "INSERT INTO integrity_expirations (tenant_id, before, reason)")
+	if err != nil {
+		return wrap(err)
+	}
+	if err := b.Append(tenant, before.UTC(), reason); err != nil {
+		_ = b.Abort()
+		return wrap(err)
+	}
+	if err := b.Send(); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// WriteText writes the report for people.
+func (r *Report) WriteText(w io.Writer) {
+	for _, l := range r.Logs {
+		fmt.Fprintf(w, "log %s: %d leaves, %d rows, %d valid checkpoints, latest size %d root %s",
+			l.LogID, l.Leaves, l.Rows, l.Checkpoints, l.Size, hex.EncodeToString(l.Root))
+		if l.Expired > 0 {
+			fmt.Fprintf(w, ", %d expired by retention", l.Expired)
+		}
+		if l.Pending > 0 {
+			fmt.Fprintf(w, ", %d rows pending sealing", l.Pending)
+		}
+		fmt.Fprintln(w)
+		if l.Error != "" {
+			fmt.Fprintf(w, "  DAMAGED merkle_leaves: %s\n", l.Error)
+		}
+	}
+	row := func(kind string, f RowFinding) {
+		fmt.Fprintf(w, "%s row: event_id=%s tenant_id=%q partition=%d offset=%d", kind, f.EventID, f.TenantID, f.Partition, f.Offset)
+		if f.LeafIndex >= 0 {
+			fmt.Fprintf(w, " leaf=%s#%d", f.LogID, f.LeafIndex)
+		}
+		if len(f.Fields) > 0 {
+			fmt.Fprintf(w, " fields=%s", strings.Join(f.Fields, ","))
+		}
+		fmt.Fprintln(w)
+	}
+	for _, f := range r.Modified {
+		row("MODIFIED", f)
+	}
+	for _, f := range r.Deleted {
+		row("DELETED", f)
+	}
+	for _, f := range r.Inserted {
+		row("INSERTED", f)
+	}
+	for _, c := range r.InvalidCheckpoints {
+		fmt.Fprintf(w, "INVALID checkpoint: log=%s size=%d key_id=%s ts=%s: %s\n", c.LogID, c.Size, c.KeyID, c.TS.UTC().Format(time.RFC3339Nano), c.Reason)
+	}
+	if r.Clean() {
+		fmt.Fprintln(w, "OK: no tampering found")
+	} else {
+		fmt.Fprintf(w, "TAMPERING: %d modified, %d deleted, %d inserted rows, %d invalid checkpoints\n",
+			len(r.Modified), len(r.Deleted), len(r.Inserted), len(r.InvalidCheckpoints))
+	}
+}
