@@ -36,6 +36,8 @@ func main() {
 		os.Exit(migrateMain(args))
 	case "run":
 		os.Exit(runMain(args))
+	case "verify":
+		os.Exit(verifyMain(args))
 	default:
 		fmt.Fprintf(os.Stderr, "unknown command %q; want run, clickhouse or migrate\n", sub)
 		os.Exit(2)

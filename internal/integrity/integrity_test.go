@@ -486,4 +486,3 @@ func BenchmarkLeafHash(b *testing.B) {
 		_ = FieldDigest(ev)
 	}
 }
-
