@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"slices"
@@ -57,6 +58,15 @@ func TestCanonicalIsInjectiveAndNamesFields(t *testing.T) {
 	c.RequiredScopes, d.RequiredScopes = nil, []string{}
 	if !bytes.Equal(Canonical(&c), Canonical(&d)) {
 		t.Error("nil and empty encode differently")
+	}
+}
+
+func TestJSONStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", "a\"b", "back\\slash", "<tag>&", "tab\there", "\x00\x1f", "caf\u00e9", "line\u2028sep", "emoji \U0001F600", "db://orders?x=1"} {
+		want, _ := json.Marshal(s)
+		if got := jsonString(s); !bytes.Equal(got, want) {
+			t.Errorf("%q: got %s, want %s", s, got, want)
+		}
 	}
 }
 
@@ -482,7 +492,6 @@ func BenchmarkLeafHash(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		ev := evs[i%len(evs)].Event
-		_ = LeafHash(ev)
-		_ = FieldDigest(ev)
+		_, _ = leafAndDigest(ev)
 	}
 }

@@ -1,9 +1,9 @@
 package integrity
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"hash/crc32"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -48,6 +48,10 @@ const FieldDigestSize = 2
 //   - event_id in its canonical lower-case UUID form; integers in decimal.
 func Canonical(ev *event.AuditEvent) []byte {
 	vals := fieldValues(ev)
+	return canonicalOf(&vals)
+}
+
+func canonicalOf(vals *[len(fieldNames)][]byte) []byte {
 	n := 2 + len(`"leaf_format":`) + len(LeafFormat) + 3
 	for i, v := range vals {
 		n += len(fieldNames[i]) + 4 + len(v)
@@ -74,15 +78,29 @@ func LeafHash(ev *event.AuditEvent) []byte {
 	return rfc6962.DefaultHasher.HashLeaf(Canonical(ev))
 }
 
-// FieldDigest returns FieldDigestSize bytes of SHA-256 of each field's
+// leafAndDigest returns LeafHash(ev) and FieldDigest(ev), encoding the
+// fields once.
+func leafAndDigest(ev *event.AuditEvent) ([]byte, []byte) {
+	vals := fieldValues(ev)
+	return rfc6962.DefaultHasher.HashLeaf(canonicalOf(&vals)), digestOf(&vals)
+}
+
+// FieldDigest returns FieldDigestSize bytes of the CRC-32 of each field's
 // canonical value, in fieldNames order. Stored beside the leaf hash, it lets
-// verify name which field of a modified row changed.
+// verify name which field of a modified row changed. It is a diagnostic
+// hint, not a security property (the leaf hash is): a cheap checksum is
+// enough, and a change of one field is missed by the hint with probability
+// 2^-16, in which case the row is still reported as modified.
 func FieldDigest(ev *event.AuditEvent) []byte {
 	vals := fieldValues(ev)
+	return digestOf(&vals)
+}
+
+func digestOf(vals *[len(fieldNames)][]byte) []byte {
 	out := make([]byte, 0, len(vals)*FieldDigestSize)
 	for _, v := range vals {
-		s := sha256.Sum256(v)
-		out = append(out, s[:FieldDigestSize]...)
+		c := crc32.ChecksumIEEE(v)
+		out = append(out, byte(c>>8), byte(c))
 	}
 	return out
 }
@@ -131,6 +149,21 @@ func fieldValues(ev *event.AuditEvent) [len(fieldNames)][]byte {
 }
 
 func jsonString(s string) []byte {
+	// Fast path, byte-identical to encoding/json: nothing to escape.
+	plain := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		b := make([]byte, 0, len(s)+2)
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	if !utf8.ValidString(s) {
 		return []byte(`{"invalid_utf8_base64":"` + base64.StdEncoding.EncodeToString([]byte(s)) + `"}`)
 	}

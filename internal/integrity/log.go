@@ -177,6 +177,7 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	}
 	size := l.rng.End()
 	hashes := make([][]byte, len(evs))
+	digests := make([][]byte, len(evs))
 	tok := sha256.New()
 	prev := l.lastOff
 	for i, s := range evs {
@@ -185,7 +186,7 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 			return fmt.Errorf("append to %s at offset %d: %w", l.id, s.Offset, ErrOutOfOrder)
 		}
 		prev = s.Offset
-		hashes[i] = LeafHash(ev)
+		hashes[i], digests[i] = leafAndDigest(ev)
 		tok.Write(hashes[i])
 	}
 	// Sending the same leaves at the same index again (a retry, or a
@@ -199,7 +200,7 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	}
 	for i, s := range evs {
 		ev := s.Event
-		if err := batch.Append(l.id, size+uint64(i), uint64(s.Offset), ev.EventID, ev.TenantID, ev.TS, string(hashes[i]), string(FieldDigest(ev))); err != nil {
+		if err := batch.Append(l.id, size+uint64(i), uint64(s.Offset), ev.EventID, ev.TenantID, ev.TS, string(hashes[i]), string(digests[i])); err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("append leaf: %w", err)
 		}

@@ -353,11 +353,12 @@ func compareRows(ctx context.Context, conn driver.Conn, id string, leaves map[ui
 			rep.Inserted = append(rep.Inserted, *f)
 			continue
 		}
-		if bytes.Equal(LeafHash(&ev), []byte(ls.row.LeafHash)) {
+		h, d := leafAndDigest(&ev)
+		if bytes.Equal(h, []byte(ls.row.LeafHash)) {
 			ls.matched = true
 			continue
 		}
-		f.Fields = changedFields([]byte(ls.row.FieldDigest), FieldDigest(&ev))
+		f.Fields = changedFields([]byte(ls.row.FieldDigest), d)
 		ls.diff = append(ls.diff, f)
 	}
 	if err := rows.Err(); err != nil {
