@@ -34,6 +34,10 @@ type Checkpoint struct {
 	KeyID     string
 	Signature []byte
 	Note      string
+	// Range is the compact range [0, Size) of the tree (the roots of its
+	// perfect subtrees, left to right): not signed, but bound to Root, so
+	// OpenLog can resume from it without reading every leaf.
+	Range [][]byte
 }
 
 // ErrBadCheckpoint wraps every reason a checkpoint does not verify.

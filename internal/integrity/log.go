@@ -83,28 +83,49 @@ func rangeFactory() *compact.RangeFactory {
 	return &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 }
 
-// OpenLog loads the log of partition from merkle_leaves, rebuilds its
-// compact range and checks it against the latest checkpoint signed by one
-// of signer's keys (ErrLogCorrupt if it differs).
+// OpenLog loads the state of partition's log. It starts from the latest
+// checkpoint signed by one of signer's keys: that row carries the compact
+// range of the tree at its size, which is authentic when its root is the
+// signed root (finding another range with that root means a SHA-256
+// collision); only the leaves after it are read from merkle_leaves. Without
+// such a checkpoint every leaf is read. Leaves read must be dense and in
+// offset order, else ErrLogCorrupt; verify names the damage.
 func OpenLog(ctx context.Context, conn driver.Conn, signer *Signer, partition int) (*Log, error) {
 	l := &Log{conn: conn, signer: signer, id: LogID(partition), partition: partition, lastOff: -1, now: time.Now}
 	cps, err := latestCheckpoints(ctx, conn, l.id, 16)
 	if err != nil {
 		return nil, err
 	}
-	var trusted *Checkpoint // the latest checkpoint whose signature verifies
-	for _, cp := range cps {
-		if verifyRow(cp, signer.PublicKeys()) == nil {
-			trusted = cp
-			break
-		}
+	if len(cps) > 0 {
+		// The latest row, valid or not, sets the pace: a forged row only
+		// delays the next checkpoint by one interval.
+		l.cpSize, l.cpTime = cps[0].Size, cps[0].TS
 	}
 	l.rng = rangeFactory().NewEmptyRange(0)
-	err = scanLeaves(ctx, conn, l.id, 0, "leaf_index, src_offset, leaf_hash", func(r *leafRow) error {
-		if trusted != nil && l.rng.End() == trusted.Size {
-			if err := l.checkRoot(trusted); err != nil {
-				return err
-			}
+	for _, cp := range cps {
+		if verifyRow(cp, signer.PublicKeys()) != nil {
+			continue
+		}
+		rng, err := rangeFactory().NewRange(0, cp.Size, cp.Range)
+		if err != nil {
+			continue
+		}
+		if root, err := rng.GetRootHash(nil); err != nil || !bytes.Equal(root, cp.Root) {
+			continue
+		}
+		var n, off uint64
+		if err := conn.QueryRow(ctx, "SELECT count(), any(src_offset) FROM merkle_leaves WHERE log_id = ? AND leaf_index = ?", l.id, cp.Size-1).Scan(&n, &off); err != nil {
+			return nil, fmt.Errorf("open log %s: read last sealed offset: %w", l.id, err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("open log %s: %w: leaf %d of the checkpoint is missing", l.id, ErrLogCorrupt, cp.Size-1)
+		}
+		l.rng, l.lastOff = rng, int64(off)
+		break
+	}
+	err = scanLeaves(ctx, conn, l.id, l.rng.End(), 0, "leaf_index, src_offset, leaf_hash", func(r *leafRow) error {
+		if int64(r.SrcOffset) <= l.lastOff {
+			return fmt.Errorf("%w: leaf %d has offset %d after offset %d", ErrLogCorrupt, r.LeafIndex, r.SrcOffset, l.lastOff)
 		}
 		l.lastOff = int64(r.SrcOffset)
 		return l.rng.Append([]byte(r.LeafHash), nil)
@@ -112,33 +133,7 @@ func OpenLog(ctx context.Context, conn driver.Conn, signer *Signer, partition in
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", l.id, err)
 	}
-	if trusted != nil {
-		if l.rng.End() < trusted.Size {
-			return nil, fmt.Errorf("open log %s: %w: %d leaves, checkpoint at size %d", l.id, ErrLogCorrupt, l.rng.End(), trusted.Size)
-		}
-		if l.rng.End() == trusted.Size {
-			if err := l.checkRoot(trusted); err != nil {
-				return nil, fmt.Errorf("open log %s: %w", l.id, err)
-			}
-		}
-	}
-	if len(cps) > 0 {
-		// The latest row, valid or not, sets the pace: a forged row only
-		// delays the next checkpoint by one interval.
-		l.cpSize, l.cpTime = cps[0].Size, cps[0].TS
-	}
 	return l, nil
-}
-
-func (l *Log) checkRoot(cp *Checkpoint) error {
-	root, err := l.rng.GetRootHash(nil)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(root, cp.Root) {
-		return fmt.Errorf("%w: leaves do not match the signed checkpoint at size %d", ErrLogCorrupt, cp.Size)
-	}
-	return nil
 }
 
 // ID returns the log id.
@@ -229,6 +224,7 @@ func (l *Log) Checkpoint(ctx context.Context, force bool) (*Checkpoint, error) {
 		return nil, nil
 	}
 	cp := l.signer.sign(l.id, size, l.Root(), now)
+	cp.Range = l.rng.Hashes()
 	if err := insertCheckpoint(ctx, l.conn, cp); err != nil {
 		return nil, err
 	}
@@ -240,11 +236,15 @@ func insertCheckpoint(ctx context.Context, conn driver.Conn, cp *Checkpoint) err
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
 		"insert_deduplication_token": "checkpoint:" + cp.LogID + ":" + strconv.FormatUint(cp.Size, 10) + ":" + hex.EncodeToString(cp.Signature[:8]),
 	}))
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO checkpoints (log_id, size, root_hash, ts, key_id, signature, note)")
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO checkpoints (log_id, size, root_hash, ts, key_id, signature, note, compact_range)")
 	if err != nil {
 		return fmt.Errorf("prepare checkpoints insert: %w", err)
 	}
-	if err := batch.Append(cp.LogID, cp.Size, string(cp.Root), cp.TS, cp.KeyID, string(cp.Signature), cp.Note); err != nil {
+	rng := make([]string, len(cp.Range))
+	for i, h := range cp.Range {
+		rng[i] = string(h)
+	}
+	if err := batch.Append(cp.LogID, cp.Size, string(cp.Root), cp.TS, cp.KeyID, string(cp.Signature), cp.Note, rng); err != nil {
 		_ = batch.Abort()
 		return fmt.Errorf("append checkpoint: %w", err)
 	}
@@ -263,13 +263,18 @@ type checkpointRow struct {
 	KeyID     string    `ch:"key_id"`
 	Signature string    `ch:"signature"`
 	Note      string    `ch:"note"`
+	Range     []string  `ch:"compact_range"`
 }
 
 func (r *checkpointRow) checkpoint() *Checkpoint {
-	return &Checkpoint{LogID: r.LogID, Size: r.Size, Root: []byte(r.RootHash), TS: r.TS, KeyID: r.KeyID, Signature: []byte(r.Signature), Note: r.Note}
+	cp := &Checkpoint{LogID: r.LogID, Size: r.Size, Root: []byte(r.RootHash), TS: r.TS, KeyID: r.KeyID, Signature: []byte(r.Signature), Note: r.Note}
+	for _, h := range r.Range {
+		cp.Range = append(cp.Range, []byte(h))
+	}
+	return cp
 }
 
-const checkpointCols = "log_id, size, root_hash, ts, key_id, signature, note"
+const checkpointCols = "log_id, size, root_hash, ts, key_id, signature, note, compact_range"
 
 // latestCheckpoints returns up to n checkpoint rows of logID, largest size
 // (then newest) first.
@@ -285,14 +290,18 @@ func latestCheckpoints(ctx context.Context, conn driver.Conn, logID string, n in
 	return out, nil
 }
 
-// scanLeaves streams the leaves of logID with leaf_index < limit (0: all)
+// scanLeaves streams the leaves of logID with from <= leaf_index < limit (0: no limit)
 // in index order, checking that they are dense from 0 and in offset order;
 // an exact duplicate row (a retry the server did not deduplicate, before
 // ReplacingMergeTree merged it) is skipped, a conflicting one is
 // ErrLogCorrupt.
-func scanLeaves(ctx context.Context, conn driver.Conn, logID string, limit uint64, cols string, fn func(*leafRow) error) error {
+func scanLeaves(ctx context.Context, conn driver.Conn, logID string, from, limit uint64, cols string, fn func(*leafRow) error) error {
 	q := "SELECT " + cols + " FROM merkle_leaves WHERE log_id = ?"
 	args := []any{logID}
+	if from > 0 {
+		q += " AND leaf_index >= ?"
+		args = append(args, from)
+	}
 	if limit > 0 {
 		q += " AND leaf_index < ?"
 		args = append(args, limit)
@@ -303,13 +312,13 @@ func scanLeaves(ctx context.Context, conn driver.Conn, logID string, limit uint6
 	}
 	defer rows.Close()
 	var prev leafRow
-	var next uint64
+	next := from
 	for rows.Next() {
 		var r leafRow
 		if err := rows.ScanStruct(&r); err != nil {
 			return fmt.Errorf("scan merkle_leaves: %w", err)
 		}
-		if next > 0 && r.LeafIndex == next-1 {
+		if next > from && r.LeafIndex == next-1 {
 			if r.LeafHash != prev.LeafHash || r.SrcOffset != prev.SrcOffset {
 				return fmt.Errorf("%w: two different leaves at index %d", ErrLogCorrupt, r.LeafIndex)
 			}
@@ -318,7 +327,7 @@ func scanLeaves(ctx context.Context, conn driver.Conn, logID string, limit uint6
 		if r.LeafIndex != next {
 			return fmt.Errorf("%w: leaf %d missing", ErrLogCorrupt, next)
 		}
-		if next > 0 && r.SrcOffset <= prev.SrcOffset {
+		if next > from && r.SrcOffset <= prev.SrcOffset {
 			return fmt.Errorf("%w: leaf %d has offset %d after offset %d", ErrLogCorrupt, r.LeafIndex, r.SrcOffset, prev.SrcOffset)
 		}
 		if len(r.LeafHash) != 32 {
@@ -331,6 +340,9 @@ func scanLeaves(ctx context.Context, conn driver.Conn, logID string, limit uint6
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read merkle_leaves: %w", err)
+	}
+	if limit > 0 && next < limit {
+		return fmt.Errorf("%w: %d leaves, want %d", ErrLogCorrupt, next, limit)
 	}
 	return nil
 }

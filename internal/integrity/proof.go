@@ -116,7 +116,7 @@ func proofHashes(ctx context.Context, conn driver.Conn, logID string, size uint6
 		}
 	}
 	rng := rangeFactory().NewEmptyRange(0)
-	err := scanLeaves(ctx, conn, logID, size, "leaf_index, src_offset, leaf_hash", func(r *leafRow) error {
+	err := scanLeaves(ctx, conn, logID, 0, size, "leaf_index, src_offset, leaf_hash", func(r *leafRow) error {
 		return rng.Append([]byte(r.LeafHash), visit)
 	})
 	if err != nil {

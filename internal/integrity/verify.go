@@ -67,8 +67,12 @@ type LogSummary struct {
 
 // Report is the outcome of Verify.
 type Report struct {
-	Logs               []LogSummary
-	Modified           []RowFinding
+	Logs     []LogSummary
+	Modified []RowFinding
+	// ModifiedLeaves: the row matches the stored field digests but not the
+	// leaf hash, so merkle_leaves was changed, not the row (the checkpoints
+	// covering the leaf are reported invalid too).
+	ModifiedLeaves     []RowFinding
 	Deleted            []RowFinding
 	Inserted           []RowFinding
 	InvalidCheckpoints []CheckpointFinding
@@ -76,7 +80,7 @@ type Report struct {
 
 // Clean reports whether no tampering was found.
 func (r *Report) Clean() bool {
-	if len(r.Modified)+len(r.Deleted)+len(r.Inserted)+len(r.InvalidCheckpoints) > 0 {
+	if len(r.Modified)+len(r.ModifiedLeaves)+len(r.Deleted)+len(r.Inserted)+len(r.InvalidCheckpoints) > 0 {
 		return false
 	}
 	for _, l := range r.Logs {
@@ -235,7 +239,7 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 	leaves := map[uint64]*leafState{} // by src_offset
 	rng := rangeFactory().NewEmptyRange(0)
 	var lastOff int64 = -1
-	err = scanLeaves(ctx, conn, id, 0, "log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest", func(r *leafRow) error {
+	err = scanLeaves(ctx, conn, id, 0, 0, "log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest", func(r *leafRow) error {
 		leaves[r.SrcOffset] = &leafState{row: *r}
 		lastOff = int64(r.SrcOffset)
 		if err := rng.Append([]byte(r.LeafHash), visit); err != nil {
@@ -248,6 +252,12 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 		sum.Error = err.Error()
 	}
 	sum.Leaves = rng.End()
+	var goodSize uint64 // largest size whose signed root matches the leaves
+	for _, cp := range signed {
+		if cp.Size <= rng.End() && rootOK[cp] {
+			goodSize = max(goodSize, cp.Size)
+		}
+	}
 	for _, cp := range signed {
 		switch {
 		case cp.Size > rng.End():
@@ -255,7 +265,7 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 				Reason: fmt.Sprintf("signed size %d but merkle_leaves holds %d leaves (leaves deleted)", cp.Size, rng.End())})
 		case !rootOK[cp]:
 			rep.InvalidCheckpoints = append(rep.InvalidCheckpoints, CheckpointFinding{LogID: id, Size: cp.Size, KeyID: cp.KeyID, TS: cp.TS,
-				Reason: "signature valid but the root of merkle_leaves at this size differs (leaves changed)"})
+				Reason: "signature valid but the root of merkle_leaves at this size differs (leaves changed" + matchNote(goodSize) + ")"})
 		default:
 			sum.Checkpoints++
 			sum.Size, sum.Root = cp.Size, cp.Root
@@ -302,6 +312,10 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 		case len(ls.diff) > 0:
 			for _, d := range ls.diff {
 				d.LeafIndex = int64(ls.row.LeafIndex)
+				if len(d.Fields) == 0 && len(ls.row.FieldDigest) == len(fieldNames)*FieldDigestSize {
+					rep.ModifiedLeaves = append(rep.ModifiedLeaves, *d)
+					continue
+				}
 				rep.Modified = append(rep.Modified, *d)
 			}
 		case exp.covers(ls.row.TenantID, ls.row.TS):
@@ -445,6 +459,9 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, f := range r.Modified {
 		row("MODIFIED", f)
 	}
+	for _, f := range r.ModifiedLeaves {
+		row("MODIFIED LEAF of", f)
+	}
 	for _, f := range r.Deleted {
 		row("DELETED", f)
 	}
@@ -457,7 +474,14 @@ func (r *Report) WriteText(w io.Writer) {
 	if r.Clean() {
 		fmt.Fprintln(w, "OK: no tampering found")
 	} else {
-		fmt.Fprintf(w, "TAMPERING: %d modified, %d deleted, %d inserted rows, %d invalid checkpoints\n",
-			len(r.Modified), len(r.Deleted), len(r.Inserted), len(r.InvalidCheckpoints))
+		fmt.Fprintf(w, "TAMPERING: %d modified, %d deleted, %d inserted rows, %d modified leaves, %d invalid checkpoints\n",
+			len(r.Modified), len(r.Deleted), len(r.Inserted), len(r.ModifiedLeaves), len(r.InvalidCheckpoints))
 	}
+}
+
+func matchNote(goodSize uint64) string {
+	if goodSize == 0 {
+		return "; no signed checkpoint matches"
+	}
+	return fmt.Sprintf("; the first %d leaves still match a signed checkpoint", goodSize)
 }

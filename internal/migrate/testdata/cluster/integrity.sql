@@ -28,8 +28,10 @@ ORDER BY (log_id, leaf_index)
 SETTINGS non_replicated_deduplication_window = 1000, storage_policy = 'tiered';
 
 -- Signed checkpoints (tree heads) of the logs. note is the signed text
--- (origin, size, base64 root, blank line, signature line), the other columns
--- repeat what it says for querying. Plain MergeTree: a forged row with the
+-- (origin, size, base64 root, time, blank line, signature line), the other
+-- columns repeat what it says for querying. compact_range holds the roots of
+-- the tree's perfect subtrees at size (not signed, but bound to the signed
+-- root), so a restarted ingest resumes without reading every leaf. Plain MergeTree: a forged row with the
 -- same key must stay visible beside the genuine one for verify to see it.
 CREATE TABLE IF NOT EXISTS `agentaudit`.checkpoints ON CLUSTER `audit_cluster`
 (
@@ -39,7 +41,8 @@ CREATE TABLE IF NOT EXISTS `agentaudit`.checkpoints ON CLUSTER `audit_cluster`
     ts                     DateTime64(3, 'UTC'),
     key_id                 LowCardinality(String),
     signature              String,
-    note                   String
+    note                   String,
+    compact_range          Array(FixedString(32))
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/`agentaudit`/checkpoints', '{replica}')
 ORDER BY (log_id, size)
