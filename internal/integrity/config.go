@@ -32,6 +32,11 @@ type Config struct {
 	KeyFile string `yaml:"key_file"`
 	// CheckpointInterval is the least time between two checkpoints of a log.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// PublishDir, when set, receives the latest signed note of every log
+	// as <dir>/<origin with "/" replaced by "_">.checkpoint (written
+	// atomically), for a web server, a witness or a backup job to pick up.
+	// ClickHouse stays the record; publishing is best effort.
+	PublishDir string `yaml:"publish_dir"`
 	// Origin names this deployment's logs: a checkpoint's origin line is
 	// Origin + "/" + log id, e.g. "agentaudit.example.com/audit_events/3".
 	Origin string `yaml:"origin"`
@@ -46,6 +51,7 @@ func (c *Config) RegisterFlagsWithPrefix(prefix string, fs *flag.FlagSet) {
 	fs.BoolVar(&c.Enabled, prefix+"enabled", false, "seal every audit event into a signed Merkle log per Kafka partition")
 	config.SecretVar(fs, &c.Key, prefix+"key", "ed25519 signing key(s): PEM PRIVATE KEY blocks or base64 32-byte seeds, first signs.")
 	fs.DurationVar(&c.CheckpointInterval, prefix+"checkpoint-interval", DefaultCheckpointInterval, "least time between two signed checkpoints of a log")
+	fs.StringVar(&c.PublishDir, prefix+"publish-dir", "", "directory that receives the latest signed checkpoint of each log (empty: none)")
 	fs.StringVar(&c.Origin, prefix+"origin", "agentaudit", "origin prefix of checkpoints (a name for this deployment)")
 }
 
@@ -95,6 +101,8 @@ type Signer struct {
 	key      ed25519.PrivateKey
 	keyID    string
 	pub      PublicKeys
+	publish  string   // directory for the latest note of each log, or ""
+	metrics  *metrics // nil until Instrument
 }
 
 // NewSigner parses the configured keys.
@@ -109,7 +117,7 @@ func NewSigner(cfg Config) (*Signer, error) {
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = DefaultCheckpointInterval
 	}
-	s := &Signer{origin: cfg.Origin, interval: cfg.CheckpointInterval, key: priv[0], pub: PublicKeys{}}
+	s := &Signer{origin: cfg.Origin, interval: cfg.CheckpointInterval, key: priv[0], pub: PublicKeys{}, publish: cfg.PublishDir}
 	for _, k := range priv {
 		pk := k.Public().(ed25519.PublicKey)
 		s.pub[KeyID(pk)] = pk

@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -65,6 +68,9 @@ type Log struct {
 	cpSize    uint64
 	cpTime    time.Time
 	now       func() time.Time
+	// sealedAt: end times of the Appends not yet covered by a checkpoint
+	// (for the proof lag metric).
+	sealedAt []time.Time
 }
 
 // leafRow is one row of merkle_leaves.
@@ -170,6 +176,7 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	if len(evs) == 0 {
 		return nil
 	}
+	start := time.Now()
 	size := l.rng.End()
 	hashes := make([][]byte, len(evs))
 	digests := make([][]byte, len(evs))
@@ -209,12 +216,20 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 		}
 	}
 	l.lastOff = prev
+	if m := l.signer.metrics; m != nil {
+		m.leaves.Add(float64(len(evs)))
+		m.appendSecs.Observe(time.Since(start).Seconds())
+		l.sealedAt = append(l.sealedAt, time.Now())
+	}
 	return nil
 }
 
 // Checkpoint signs and stores a checkpoint of the current tree when the
 // size grew since the last one and CheckpointInterval has passed since it
-// (or force). It returns nil, nil when there was nothing to do. A crash
+// (or force). It returns nil, nil when there was nothing to do. With
+// PublishDir set, a non-nil checkpoint together with an error means the
+// checkpoint is stored but its copy in PublishDir failed (the next one
+// will overwrite it); do not retry. A crash
 // before or after the insert is harmless: the tree is rebuilt from
 // merkle_leaves and the next call signs it again.
 func (l *Log) Checkpoint(ctx context.Context, force bool) (*Checkpoint, error) {
@@ -229,7 +244,41 @@ func (l *Log) Checkpoint(ctx context.Context, force bool) (*Checkpoint, error) {
 		return nil, err
 	}
 	l.cpSize, l.cpTime = size, cp.TS
+	if m := l.signer.metrics; m != nil {
+		m.checkpoints.Inc()
+		done := time.Now()
+		for _, t := range l.sealedAt {
+			m.proofLag.Observe(done.Sub(t).Seconds())
+		}
+		l.sealedAt = l.sealedAt[:0]
+	}
+	if l.signer.publish != "" {
+		if err := publish(l.signer.publish, cp); err != nil {
+			return cp, err // stored and valid; only the copy failed
+		}
+	}
 	return cp, nil
+}
+
+// publish writes cp's note to dir atomically (temp file + rename).
+func publish(dir string, cp *Checkpoint) error {
+	name := filepath.Join(dir, strings.ReplaceAll(cp.Origin, "/", "_")+".checkpoint")
+	f, err := os.CreateTemp(dir, ".checkpoint-*")
+	if err != nil {
+		return fmt.Errorf("publish checkpoint: %w", err)
+	}
+	_, err = f.WriteString(cp.Note)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("publish checkpoint to %s: %w", name, err)
+	}
+	return nil
 }
 
 func insertCheckpoint(ctx context.Context, conn driver.Conn, cp *Checkpoint) error {
