@@ -282,6 +282,23 @@ func TestInclusionAndConsistencyProofs(t *testing.T) {
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, c1.Size, c2.Size, pf, c1.Root, c2.Root); err != nil {
 		t.Fatal(err)
 	}
+	// A fork: a checkpoint validly signed with the real key (a compromised
+	// writer) whose tree is not an extension of the earlier ones.
+	if err := insertCheckpoint(ctx, conn, signer.sign("audit_events/0", 20, bytes.Repeat([]byte{5}, 32), time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(ctx, conn, keys, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fork, inconsistent bool
+	for _, f := range rep.InvalidCheckpoints {
+		fork = fork || f.Size == 20 && strings.Contains(f.Reason, "leaves changed among leaves 18..19: the checkpoint at size 18 matches")
+		inconsistent = inconsistent || f.Size == 20 && strings.Contains(f.Reason, "not consistent with the signed checkpoint at size 18")
+	}
+	if !fork || !inconsistent {
+		t.Fatalf("fork not reported: %+v", rep.InvalidCheckpoints)
+	}
 }
 
 func TestVerifyDetectsTampering(t *testing.T) {
@@ -522,5 +539,51 @@ func BenchmarkLeafHash(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		ev := evs[i%len(evs)].Event
 		_, _ = leafAndDigest(ev)
+	}
+}
+
+func TestUnsealedPendingAndForgedPace(t *testing.T) {
+	ctx := context.Background()
+	conn := newDB(t)
+	signer := newSigner(t, seedLine(t))
+	evs := simEvents(t, 30, 1)[0]
+	insertRows(t, conn, evs)
+	l, err := OpenLog(ctx, conn, signer, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sealing enabled at the 5th message; the last 3 not sealed yet.
+	seal(t, l, evs[4:len(evs)-3], 100)
+	rep, err := Verify(ctx, conn, signer.PublicKeys(), VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean() || rep.Logs[0].Unsealed != 4 || rep.Logs[0].Pending != 3 {
+		t.Fatalf("unsealed/pending: %+v", rep.Logs)
+	}
+	// Once the grace has passed, an unsealed row beyond the log is inserted.
+	rep, err = Verify(ctx, conn, signer.PublicKeys(), VerifyOptions{Now: func() time.Time { return time.Now().Add(time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Inserted) != 3 || rep.Logs[0].Pending != 0 {
+		t.Fatalf("after grace: %+v", rep)
+	}
+	// A forged checkpoint with a huge size and a future time must not stop
+	// the signer.
+	forger := newSigner(t, seedLine(t))
+	if err := insertCheckpoint(ctx, conn, forger.sign("audit_events/0", 1<<40, bytes.Repeat([]byte{9}, 32), time.Now().Add(24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := OpenLog(ctx, conn, signer, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Append(ctx, evs[len(evs)-3:]); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := l2.Checkpoint(ctx, true)
+	if err != nil || cp == nil || cp.Size != uint64(len(evs)-4) {
+		t.Fatalf("checkpoint after a forged one: %+v %v", cp, err)
 	}
 }

@@ -102,15 +102,13 @@ func OpenLog(ctx context.Context, conn driver.Conn, signer *Signer, partition in
 	if err != nil {
 		return nil, err
 	}
-	if len(cps) > 0 {
-		// The latest row, valid or not, sets the pace: a forged row only
-		// delays the next checkpoint by one interval.
-		l.cpSize, l.cpTime = cps[0].Size, cps[0].TS
-	}
 	l.rng = rangeFactory().NewEmptyRange(0)
 	for _, cp := range cps {
 		if verifyRow(cp, signer.PublicKeys()) != nil {
-			continue
+			continue // a forged row must not set the pace (a huge size or a future ts would stop checkpoints)
+		}
+		if l.cpTime.IsZero() {
+			l.cpSize, l.cpTime = cp.Size, cp.TS
 		}
 		rng, err := rangeFactory().NewRange(0, cp.Size, cp.Range)
 		if err != nil {

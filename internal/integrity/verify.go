@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +63,7 @@ type LogSummary struct {
 	Rows        int    // audit_events rows read
 	Expired     int    // leaves whose row retention deleted
 	Pending     int    // rows not sealed yet
+	Unsealed    int    // rows below the first leaf's offset: stored before sealing was enabled
 	Error       string // structural damage of merkle_leaves, if any
 }
 
@@ -100,10 +102,13 @@ func (r *Report) Clean() bool {
 //     (RFC 6962 consistency proof verified with proof.VerifyConsistency);
 //   - every audit_events row, matched to its leaf by (src_partition,
 //     src_offset): the canonical hash of the row must be the leaf hash
-//     (else modified, with the changed fields named from field_digest); a
-//     row with no leaf is inserted (or pending, see PendingGrace); a leaf
-//     with no row is deleted unless integrity_expirations says retention
-//     deleted it (expired).
+//     (else modified, with the changed fields named from field_digest; if
+//     the row still matches the field digests, the leaf was changed); a
+//     row with no leaf is inserted, except below the log's first leaf
+//     (unsealed: stored before sealing was enabled, counted) and beyond
+//     its last leaf when ingested less than PendingGrace ago (pending); a
+//     leaf with no row is deleted unless integrity_expirations says
+//     retention deleted it (expired).
 //
 // Rows are read without FINAL on purpose: a forged row that shares the
 // sort key of a genuine one must be seen before a merge replaces it.
@@ -239,9 +244,11 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 	leaves := map[uint64]*leafState{} // by src_offset
 	rng := rangeFactory().NewEmptyRange(0)
 	var lastOff int64 = -1
+	firstOff := int64(math.MaxInt64) // no leaf: nothing of this partition was sealed
 	err = scanLeaves(ctx, conn, id, 0, 0, "log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest", func(r *leafRow) error {
 		leaves[r.SrcOffset] = &leafState{row: *r}
 		lastOff = int64(r.SrcOffset)
+		firstOff = min(firstOff, lastOff)
 		if err := rng.Append([]byte(r.LeafHash), visit); err != nil {
 			return err
 		}
@@ -252,11 +259,16 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 		sum.Error = err.Error()
 	}
 	sum.Leaves = rng.End()
-	var goodSize uint64 // largest size whose signed root matches the leaves
-	for _, cp := range signed {
-		if cp.Size <= rng.End() && rootOK[cp] {
-			goodSize = max(goodSize, cp.Size)
+	// goodBelow: the largest size below s whose signed root matches the
+	// leaves, which localises a change to the leaves (goodBelow, s].
+	goodBelow := func(s uint64) uint64 {
+		var g uint64
+		for _, cp := range signed {
+			if cp.Size < s && cp.Size <= rng.End() && rootOK[cp] {
+				g = max(g, cp.Size)
+			}
 		}
+		return g
 	}
 	for _, cp := range signed {
 		switch {
@@ -265,7 +277,7 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 				Reason: fmt.Sprintf("signed size %d but merkle_leaves holds %d leaves (leaves deleted)", cp.Size, rng.End())})
 		case !rootOK[cp]:
 			rep.InvalidCheckpoints = append(rep.InvalidCheckpoints, CheckpointFinding{LogID: id, Size: cp.Size, KeyID: cp.KeyID, TS: cp.TS,
-				Reason: "signature valid but the root of merkle_leaves at this size differs (leaves changed" + matchNote(goodSize) + ")"})
+				Reason: "signature valid but the root of merkle_leaves at this size differs (leaves changed" + matchNote(goodBelow(cp.Size), cp.Size) + ", or a forked checkpoint)"})
 		default:
 			sum.Checkpoints++
 			sum.Size, sum.Root = cp.Size, cp.Root
@@ -285,11 +297,11 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 		}
 		if err != nil {
 			rep.InvalidCheckpoints = append(rep.InvalidCheckpoints, CheckpointFinding{LogID: id, Size: p.b.Size, KeyID: p.b.KeyID, TS: p.b.TS,
-				Reason: fmt.Sprintf("not consistent with the checkpoint at size %d: %v", p.a.Size, err)})
+				Reason: fmt.Sprintf("signed history forks: not consistent with the signed checkpoint at size %d", p.a.Size)})
 		}
 	}
 
-	if err := compareRows(ctx, conn, id, leaves, lastOff, opts, &sum, rep); err != nil {
+	if err := compareRows(ctx, conn, id, leaves, firstOff, lastOff, opts, &sum, rep); err != nil {
 		return err
 	}
 	offs := make([]uint64, 0, len(leaves))
@@ -330,7 +342,7 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 
 // compareRows reads the audit_events rows of the log's partition and
 // matches each to its leaf.
-func compareRows(ctx context.Context, conn driver.Conn, id string, leaves map[uint64]*leafState, lastOff int64, opts VerifyOptions, sum *LogSummary, rep *Report) error {
+func compareRows(ctx context.Context, conn driver.Conn, id string, leaves map[uint64]*leafState, firstOff, lastOff int64, opts VerifyOptions, sum *LogSummary, rep *Report) error {
 	part, err := logPartition(id)
 	if err != nil {
 		sum.Error = strings.TrimSpace(sum.Error + " " + err.Error())
@@ -358,6 +370,13 @@ func compareRows(ctx context.Context, conn driver.Conn, id string, leaves map[ui
 		sum.Rows++
 		f := &RowFinding{LogID: id, LeafIndex: -1, Partition: ev.SrcPartition, Offset: ev.SrcOffset, EventID: ev.EventID, TenantID: ev.TenantID}
 		ls := leaves[ev.SrcOffset]
+		if ls == nil && int64(ev.SrcOffset) < firstOff {
+			// Sealing starts at the first offset ingest consumed with it
+			// enabled; what came before cannot be verified, and is counted
+			// so that a growing number shows.
+			sum.Unsealed++
+			continue
+		}
 		if ls == nil {
 			age := now.Sub(ingested)
 			if int64(ev.SrcOffset) > lastOff && age >= 0 && age < opts.PendingGrace {
@@ -441,6 +460,9 @@ func (r *Report) WriteText(w io.Writer) {
 		if l.Pending > 0 {
 			fmt.Fprintf(w, ", %d rows pending sealing", l.Pending)
 		}
+		if l.Unsealed > 0 {
+			fmt.Fprintf(w, ", %d rows stored before sealing began (unverifiable)", l.Unsealed)
+		}
 		fmt.Fprintln(w)
 		if l.Error != "" {
 			fmt.Fprintf(w, "  DAMAGED merkle_leaves: %s\n", l.Error)
@@ -479,9 +501,9 @@ func (r *Report) WriteText(w io.Writer) {
 	}
 }
 
-func matchNote(goodSize uint64) string {
-	if goodSize == 0 {
-		return "; no signed checkpoint matches"
+func matchNote(good, size uint64) string {
+	if good == 0 {
+		return fmt.Sprintf(" among the first %d leaves", size)
 	}
-	return fmt.Sprintf("; the first %d leaves still match a signed checkpoint", goodSize)
+	return fmt.Sprintf(" among leaves %d..%d: the checkpoint at size %d matches", good, size-1, good)
 }
