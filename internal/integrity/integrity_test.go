@@ -587,3 +587,45 @@ func TestUnsealedPendingAndForgedPace(t *testing.T) {
 		t.Fatalf("checkpoint after a forged one: %+v %v", cp, err)
 	}
 }
+
+// TestCanonicalMatchesEncodingJSON: for valid UTF-8 the canonical form is
+// exactly what encoding/json writes for a map of the stored fields (sorted
+// keys, HTML escaping), so any JSON library can reproduce a leaf.
+func TestCanonicalMatchesEncodingJSON(t *testing.T) {
+	evs := simEvents(t, 30, 1)[0]
+	odd := *evs[0].Event
+	odd.Attributes = map[string]string{"q": `"quoted" <b>&amp;</b>`, "ctl": "a\x01b\n", "uni": "caf\u00e9 \u2028 \U0001F600", "": "empty key"}
+	odd.DelegationScope, odd.RequiredScopes = nil, []string{}
+	odd.TS = time.Date(2026, 3, 4, 5, 6, 7, 8, time.FixedZone("x", 3600))
+	all := []*event.AuditEvent{&odd}
+	for _, s := range evs {
+		all = append(all, s.Event)
+	}
+	for _, ev := range all {
+		arr := func(a []string) []string {
+			if a == nil {
+				return []string{}
+			}
+			return a
+		}
+		attrs := ev.Attributes
+		if attrs == nil {
+			attrs = map[string]string{}
+		}
+		want, err := json.Marshal(map[string]any{
+			"leaf_format": LeafFormat, "event_id": ev.EventID, "ts": ev.TS.UTC().Format("2006-01-02T15:04:05.000000000Z07:00"),
+			"tenant_id": ev.TenantID, "agent_id": ev.AgentID, "parent_identity": ev.ParentIdentity, "token_id": ev.TokenID,
+			"token_type": ev.TokenType, "delegation_scope": arr(ev.DelegationScope), "required_scopes": arr(ev.RequiredScopes),
+			"tool_name": ev.ToolName, "tool_params_hash": ev.ToolParamsHash, "resource": ev.Resource,
+			"resource_tenant_id": ev.ResourceTenantID, "policy_decision": ev.PolicyDecision, "trace_id": ev.TraceID,
+			"span_id": ev.SpanID, "attributes": attrs, "schema_version": ev.SchemaVersion,
+			"src_partition": ev.SrcPartition, "src_offset": ev.SrcOffset, "src_index": ev.SrcIndex,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Canonical(ev); !bytes.Equal(got, want) {
+			t.Fatalf("canonical form differs from encoding/json:\n got %s\nwant %s", got, want)
+		}
+	}
+}

@@ -121,34 +121,70 @@ func changedFields(stored, actual []byte) []string {
 	return out
 }
 
-// fieldValues encodes each field of fieldNames as canonical JSON.
+// fieldValues encodes each field of fieldNames as canonical JSON, all
+// into one buffer (one allocation for the common event).
 func fieldValues(ev *event.AuditEvent) [len(fieldNames)][]byte {
-	return [len(fieldNames)][]byte{
-		jsonString(ev.AgentID),
-		jsonMap(ev.Attributes),
-		jsonArray(ev.DelegationScope),
-		jsonString(ev.EventID.String()),
-		jsonString(ev.ParentIdentity),
-		jsonString(ev.PolicyDecision),
-		jsonArray(ev.RequiredScopes),
-		jsonString(ev.Resource),
-		jsonString(ev.ResourceTenantID),
-		jsonString(ev.SchemaVersion),
-		jsonString(ev.SpanID),
-		strconv.AppendUint(nil, uint64(ev.SrcIndex), 10),
-		strconv.AppendUint(nil, ev.SrcOffset, 10),
-		strconv.AppendUint(nil, uint64(ev.SrcPartition), 10),
-		jsonString(ev.TenantID),
-		jsonString(ev.TokenID),
-		jsonString(ev.TokenType),
-		jsonString(ev.ToolName),
-		jsonString(ev.ToolParamsHash),
-		jsonString(ev.TraceID),
-		jsonString(ev.TS.UTC().Format("2006-01-02T15:04:05.000000000Z07:00")),
+	n := 256 + len(ev.AgentID) + len(ev.ParentIdentity) + len(ev.Resource) + len(ev.TokenID) + len(ev.ToolParamsHash) + len(ev.TraceID)
+	for k, v := range ev.Attributes {
+		n += len(k) + len(v) + 6
 	}
+	for _, v := range ev.DelegationScope {
+		n += len(v) + 3
+	}
+	for _, v := range ev.RequiredScopes {
+		n += len(v) + 3
+	}
+	b := make([]byte, 0, n)
+	var end [len(fieldNames)]int
+	b = appendJSONString(b, ev.AgentID)
+	end[0] = len(b)
+	b = appendJSONMap(b, ev.Attributes)
+	end[1] = len(b)
+	b = appendJSONArray(b, ev.DelegationScope)
+	end[2] = len(b)
+	b = append(b, '"')
+	b = append(b, ev.EventID.String()...)
+	b = append(b, '"')
+	end[3] = len(b)
+	for i, v := range []string{ev.ParentIdentity, ev.PolicyDecision} {
+		b = appendJSONString(b, v)
+		end[4+i] = len(b)
+	}
+	b = appendJSONArray(b, ev.RequiredScopes)
+	end[6] = len(b)
+	for i, v := range []string{ev.Resource, ev.ResourceTenantID, ev.SchemaVersion, ev.SpanID} {
+		b = appendJSONString(b, v)
+		end[7+i] = len(b)
+	}
+	b = strconv.AppendUint(b, uint64(ev.SrcIndex), 10)
+	end[11] = len(b)
+	b = strconv.AppendUint(b, ev.SrcOffset, 10)
+	end[12] = len(b)
+	b = strconv.AppendUint(b, uint64(ev.SrcPartition), 10)
+	end[13] = len(b)
+	for i, v := range []string{ev.TenantID, ev.TokenID, ev.TokenType, ev.ToolName, ev.ToolParamsHash, ev.TraceID} {
+		b = appendJSONString(b, v)
+		end[14+i] = len(b)
+	}
+	b = append(b, '"')
+	b = ev.TS.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z07:00")
+	b = append(b, '"')
+	end[20] = len(b)
+	var vals [len(fieldNames)][]byte
+	start := 0
+	for i, e := range end {
+		vals[i] = b[start:e:e]
+		start = e
+	}
+	return vals
 }
 
-func jsonString(s string) []byte {
+// jsonString is appendJSONString to a new slice.
+func jsonString(s string) []byte { return appendJSONString(nil, s) }
+
+// appendJSONString appends s as encoding/json writes it (HTML characters
+// escaped), or {"invalid_utf8_base64":...} when s is not valid UTF-8.
+func appendJSONString(dst []byte, s string) []byte {
 	// Fast path, byte-identical to encoding/json: nothing to escape.
 	plain := true
 	for i := 0; i < len(s); i++ {
@@ -159,43 +195,45 @@ func jsonString(s string) []byte {
 		}
 	}
 	if plain {
-		b := make([]byte, 0, len(s)+2)
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
 	}
 	if !utf8.ValidString(s) {
-		return []byte(`{"invalid_utf8_base64":"` + base64.StdEncoding.EncodeToString([]byte(s)) + `"}`)
+		dst = append(dst, `{"invalid_utf8_base64":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, []byte(s))
+		return append(dst, `"}`...)
 	}
-	b, _ := json.Marshal(s) // a valid string always marshals
-	return b
+	j, _ := json.Marshal(s) // a valid string always marshals
+	return append(dst, j...)
 }
 
-func jsonArray(a []string) []byte {
-	b := []byte{'['}
+func appendJSONArray(b []byte, a []string) []byte {
+	b = append(b, '[')
 	for i, s := range a {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, jsonString(s)...)
+		b = appendJSONString(b, s)
 	}
 	return append(b, ']')
 }
 
-func jsonMap(m map[string]string) []byte {
-	keys := make([]string, 0, len(m))
+func appendJSONMap(b []byte, m map[string]string) []byte {
+	var kbuf [32]string
+	keys := kbuf[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	b := []byte{'{'}
+	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, jsonString(k)...)
+		b = appendJSONString(b, k)
 		b = append(b, ':')
-		b = append(b, jsonString(m[k])...)
+		b = appendJSONString(b, m[k])
 	}
 	return append(b, '}')
 }
