@@ -22,12 +22,16 @@ type verifyConfig struct {
 	Keys string `yaml:"keys"`
 	// Key: the same content inline, from env AGENTAUDIT_KEY only.
 	Key config.Secret `yaml:"key"`
+	// PrintPublicKeys prints the public keys of -keys (e.g. the signing key
+	// file) in the form auditors pass to -keys, and exits.
+	PrintPublicKeys bool `yaml:"-"`
 }
 
 func (c *verifyConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.ClickHouse.RegisterFlagsWithPrefix("clickhouse.", fs)
 	fs.StringVar(&c.Keys, "keys", "", "file of checkpoint verification keys (ed25519:<base64> lines, PEM PUBLIC/PRIVATE KEY blocks or base64 seeds)")
 	config.SecretVar(fs, &c.Key, "key", "verification keys inline, same formats as -keys.")
+	fs.BoolVar(&c.PrintPublicKeys, "print-public-keys", false, "print the public keys of -keys/-key (e.g. the signing key file) for auditors and exit")
 }
 
 func (c *verifyConfig) Validate() error {
@@ -66,6 +70,10 @@ func verifyMain(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "keys:", err)
 		return 2
+	}
+	if cfg.PrintPublicKeys {
+		fmt.Print(integrity.MarshalPublicKeys(keys))
+		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

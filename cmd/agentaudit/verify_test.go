@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,9 +67,26 @@ func TestVerifyCommand(t *testing.T) {
 	if _, err := l.Checkpoint(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	keys := filepath.Join(t.TempDir(), "keys")
-	if err := os.WriteFile(keys, []byte(integrity.MarshalPublicKeys(signer.PublicKeys())), 0o600); err != nil {
+	// The operator derives the public keys from the signing key file.
+	dir := t.TempDir()
+	signing, keys := filepath.Join(dir, "signing.key"), filepath.Join(dir, "keys")
+	if err := os.WriteFile(signing, []byte(seed+"\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	out, err := os.Create(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = out
+	code := verifyMain([]string{"-keys", signing, "-print-public-keys"})
+	os.Stdout = stdout
+	out.Close()
+	if code != 0 {
+		t.Fatalf("print public keys: exit %d", code)
+	}
+	if b, _ := os.ReadFile(keys); strings.Contains(string(b), seed) || !strings.HasPrefix(string(b), "ed25519:") {
+		t.Fatalf("printed keys: %q", b)
 	}
 	args := []string{"-clickhouse.addr", chtest.Addr(), "-clickhouse.database", db, "-keys", keys}
 	if code := verifyMain(args); code != 0 {

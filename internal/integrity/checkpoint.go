@@ -47,9 +47,7 @@ var ErrBadCheckpoint = errors.New("invalid checkpoint")
 func (s *Signer) sign(logID string, size uint64, root []byte, ts time.Time) *Checkpoint {
 	ts = ts.UTC().Truncate(time.Millisecond) // checkpoints.ts is DateTime64(3)
 	body := fmt.Sprintf("%s\n%d\n%s\ntime %s\n", s.Origin(logID), size, base64.StdEncoding.EncodeToString(root), ts.Format(time.RFC3339Nano))
-	sig := ed25519.Sign(s.key, []byte(body))
-	id, _ := hex.DecodeString(s.keyID)
-	note := body + "\n\u2014 " + s.origin + " " + base64.StdEncoding.EncodeToString(append(id, sig...)) + "\n"
+	note, sig := s.signNote(body)
 	return &Checkpoint{LogID: logID, Origin: s.Origin(logID), Size: size, Root: root, TS: ts, KeyID: s.keyID, Signature: sig, Note: note}
 }
 
@@ -57,17 +55,15 @@ func (s *Signer) sign(logID string, size uint64, root []byte, ts time.Time) *Che
 // it says. LogID is the origin's last two path elements ("audit_events/3").
 // It does not check the root against any tree.
 func VerifyNote(note string, keys PublicKeys) (*Checkpoint, error) {
-	body, sigs, ok := strings.Cut(note, "\n\n")
-	if !ok {
-		return nil, fmt.Errorf("%w: no blank line before the signatures", ErrBadCheckpoint)
+	body, keyID, sig, err := verifySigned(note, keys)
+	if err != nil {
+		return nil, err
 	}
-	body += "\n"
 	lines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
 	if len(lines) < 3 {
 		return nil, fmt.Errorf("%w: want origin, size and root lines", ErrBadCheckpoint)
 	}
-	cp := &Checkpoint{Origin: lines[0], Note: note}
-	var err error
+	cp := &Checkpoint{Origin: lines[0], Note: note, KeyID: keyID, Signature: sig}
 	if cp.Size, err = strconv.ParseUint(lines[1], 10, 64); err != nil || strconv.FormatUint(cp.Size, 10) != lines[1] {
 		return nil, fmt.Errorf("%w: bad size line", ErrBadCheckpoint)
 	}
@@ -86,19 +82,37 @@ func VerifyNote(note string, keys PublicKeys) (*Checkpoint, error) {
 		return nil, fmt.Errorf("%w: origin %q does not end in a log id", ErrBadCheckpoint, cp.Origin)
 	}
 	cp.LogID = strings.Join(parts[len(parts)-2:], "/")
-	var lastErr error = fmt.Errorf("%w: no signature line", ErrBadCheckpoint)
+	return cp, nil
+}
+
+// signNote signs body (lines ending in "\n") as a signed note.
+func (s *Signer) signNote(body string) (note string, sig []byte) {
+	sig = ed25519.Sign(s.key, []byte(body))
+	id, _ := hex.DecodeString(s.keyID)
+	return body + "\n\u2014 " + s.origin + " " + base64.StdEncoding.EncodeToString(append(id, sig...)) + "\n", sig
+}
+
+// verifySigned checks the first signature line by a known key and returns
+// the signed body.
+func verifySigned(note string, keys PublicKeys) (body, keyID string, sig []byte, err error) {
+	body, sigs, ok := strings.Cut(note, "\n\n")
+	if !ok {
+		return "", "", nil, fmt.Errorf("%w: no blank line before the signatures", ErrBadCheckpoint)
+	}
+	body += "\n"
+	lastErr := fmt.Errorf("%w: no signature line", ErrBadCheckpoint)
 	for _, line := range strings.Split(strings.TrimSuffix(sigs, "\n"), "\n") {
 		rest, ok := strings.CutPrefix(line, "\u2014 ")
 		if !ok {
-			return nil, fmt.Errorf("%w: malformed signature line", ErrBadCheckpoint)
+			return "", "", nil, fmt.Errorf("%w: malformed signature line", ErrBadCheckpoint)
 		}
 		_, b64, ok := strings.Cut(rest, " ")
 		if !ok {
-			return nil, fmt.Errorf("%w: malformed signature line", ErrBadCheckpoint)
+			return "", "", nil, fmt.Errorf("%w: malformed signature line", ErrBadCheckpoint)
 		}
 		raw, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil || len(raw) != 4+ed25519.SignatureSize {
-			return nil, fmt.Errorf("%w: malformed signature", ErrBadCheckpoint)
+			return "", "", nil, fmt.Errorf("%w: malformed signature", ErrBadCheckpoint)
 		}
 		id := hex.EncodeToString(raw[:4])
 		pk, known := keys[id]
@@ -107,12 +121,11 @@ func VerifyNote(note string, keys PublicKeys) (*Checkpoint, error) {
 			continue
 		}
 		if !ed25519.Verify(pk, []byte(body), raw[4:]) {
-			return nil, fmt.Errorf("%w: signature of key %s does not verify", ErrBadCheckpoint, id)
+			return "", "", nil, fmt.Errorf("%w: signature of key %s does not verify", ErrBadCheckpoint, id)
 		}
-		cp.KeyID, cp.Signature = id, raw[4:]
-		return cp, nil
+		return body, id, raw[4:], nil
 	}
-	return nil, lastErr
+	return "", "", nil, lastErr
 }
 
 // verifyRow checks a stored checkpoint row: the note's signature and that

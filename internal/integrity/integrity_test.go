@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -627,5 +628,37 @@ func TestCanonicalMatchesEncodingJSON(t *testing.T) {
 		if got := Canonical(ev); !bytes.Equal(got, want) {
 			t.Fatalf("canonical form differs from encoding/json:\n got %s\nwant %s", got, want)
 		}
+	}
+}
+
+func TestExportManifest(t *testing.T) {
+	signer := newSigner(t, seedLine(t))
+	export := []byte("{\"event_id\":\"...\"}\n")
+	sum := sha256.Sum256(export)
+	cps := []*Checkpoint{
+		{LogID: "audit_events/10", Size: 7, Root: bytes.Repeat([]byte{1}, 32)},
+		{LogID: "audit_events/2", Size: 9, Root: bytes.Repeat([]byte{2}, 32)},
+	}
+	note, err := signer.SignManifest(&Manifest{SHA256: sum[:], Rows: 1, Checkpoints: cps, TS: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := VerifyManifest(note, signer.PublicKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(m.SHA256, sum[:]) || m.Rows != 1 || len(m.Checkpoints) != 2 || m.Checkpoints[0].LogID != "audit_events/2" || m.Checkpoints[1].Size != 7 {
+		t.Fatalf("manifest round trip: %+v\n%s", m, note)
+	}
+	if _, err := VerifyManifest(strings.Replace(note, "rows 1", "rows 2", 1), signer.PublicKeys()); !errors.Is(err, ErrBadCheckpoint) {
+		t.Fatalf("tampered manifest: %v", err)
+	}
+	// A checkpoint note is not a manifest and vice versa.
+	cpNote := signer.sign("audit_events/0", 1, bytes.Repeat([]byte{3}, 32), time.Now()).Note
+	if _, err := VerifyManifest(cpNote, signer.PublicKeys()); err == nil {
+		t.Fatal("checkpoint accepted as manifest")
+	}
+	if _, err := VerifyNote(note, signer.PublicKeys()); err == nil {
+		t.Fatal("manifest accepted as checkpoint")
 	}
 }
