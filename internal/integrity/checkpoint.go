@@ -25,19 +25,21 @@ import (
 // key id is the first 4 bytes of SHA-256 of the public key (KeyID), not
 // C2SP's name-bound key hash, so one public key verifies checkpoints of
 // every origin.
+//
+// JSON (for the query API): byte fields are base64.
 type Checkpoint struct {
-	LogID     string
-	Origin    string
-	Size      uint64
-	Root      []byte
-	TS        time.Time
-	KeyID     string
-	Signature []byte
-	Note      string
+	LogID     string    `json:"log_id"`
+	Origin    string    `json:"origin"`
+	Size      uint64    `json:"size"`
+	Root      []byte    `json:"root"`
+	TS        time.Time `json:"ts"`
+	KeyID     string    `json:"key_id"`
+	Signature []byte    `json:"signature"`
+	Note      string    `json:"note"` // what to verify; the other fields repeat it
 	// Range is the compact range [0, Size) of the tree (the roots of its
 	// perfect subtrees, left to right): not signed, but bound to Root, so
 	// OpenLog can resume from it without reading every leaf.
-	Range [][]byte
+	Range [][]byte `json:"-"`
 }
 
 // ErrBadCheckpoint wraps every reason a checkpoint does not verify.

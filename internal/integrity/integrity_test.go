@@ -251,7 +251,7 @@ func TestInclusionAndConsistencyProofs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cp.Size != res.TreeSize || res.LeafIndex != uint64(i) {
+		if cp.Size != res.TreeSize || res.LeafIndex != uint64(i) || res.TenantID != ev.TenantID {
 			t.Fatalf("event %d: size %d/%d index %d", i, cp.Size, res.TreeSize, res.LeafIndex)
 		}
 		if err := proof.VerifyInclusion(rfc6962.DefaultHasher, res.LeafIndex, cp.Size, LeafHash(ev), res.Proof, cp.Root); err != nil {

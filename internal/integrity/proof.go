@@ -22,13 +22,18 @@ var (
 // InclusionResult proves that an event's leaf is in a checkpointed tree:
 // proof.VerifyInclusion(rfc6962.DefaultHasher, LeafIndex, TreeSize,
 // LeafHash, Proof, Checkpoint.Root) holds, and Checkpoint.Note is signed.
+//
+// TenantID is the event's tenant as sealed: the query API must check it
+// against the principal's tenants before returning anything (event ids are
+// not secrets). JSON byte fields are base64.
 type InclusionResult struct {
-	LogID      string
-	LeafIndex  uint64
-	TreeSize   uint64
-	LeafHash   []byte
-	Proof      [][]byte
-	Checkpoint *Checkpoint
+	LogID      string      `json:"log_id"`
+	TenantID   string      `json:"-"`
+	LeafIndex  uint64      `json:"leaf_index"`
+	TreeSize   uint64      `json:"tree_size"`
+	LeafHash   []byte      `json:"leaf_hash"`
+	Proof      [][]byte    `json:"proof"`
+	Checkpoint *Checkpoint `json:"checkpoint"`
 }
 
 // InclusionProof proves the leaf of eventID against the checkpoint of its
@@ -39,7 +44,7 @@ type InclusionResult struct {
 // proof with proof.VerifyInclusion.
 func InclusionProof(ctx context.Context, conn driver.Conn, eventID uuid.UUID, atSize uint64) (*InclusionResult, error) {
 	var leaves []leafRow
-	if err := conn.Select(ctx, &leaves, "SELECT log_id, leaf_index, leaf_hash FROM merkle_leaves WHERE event_id = ? ORDER BY log_id, leaf_index LIMIT 1", eventID); err != nil {
+	if err := conn.Select(ctx, &leaves, "SELECT log_id, leaf_index, tenant_id, leaf_hash FROM merkle_leaves WHERE event_id = ? ORDER BY log_id, leaf_index LIMIT 1", eventID); err != nil {
 		return nil, fmt.Errorf("find leaf of event %s: %w", eventID, err)
 	}
 	if len(leaves) == 0 {
@@ -61,7 +66,7 @@ func InclusionProof(ctx context.Context, conn driver.Conn, eventID uuid.UUID, at
 	if err != nil {
 		return nil, err
 	}
-	res := &InclusionResult{LogID: lf.LogID, LeafIndex: lf.LeafIndex, TreeSize: cp.Size, LeafHash: []byte(lf.LeafHash), Proof: hashes, Checkpoint: cp}
+	res := &InclusionResult{LogID: lf.LogID, TenantID: lf.TenantID, LeafIndex: lf.LeafIndex, TreeSize: cp.Size, LeafHash: []byte(lf.LeafHash), Proof: hashes, Checkpoint: cp}
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, res.LeafIndex, res.TreeSize, res.LeafHash, res.Proof, cp.Root); err != nil {
 		return nil, fmt.Errorf("%w: inclusion of leaf %d of %s: %v", ErrLogCorrupt, lf.LeafIndex, lf.LogID, err)
 	}
