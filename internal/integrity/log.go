@@ -98,7 +98,7 @@ func rangeFactory() *compact.RangeFactory {
 // offset order, else ErrLogCorrupt; verify names the damage.
 func OpenLog(ctx context.Context, conn driver.Conn, signer *Signer, partition int) (*Log, error) {
 	l := &Log{conn: conn, signer: signer, id: LogID(partition), partition: partition, lastOff: -1, now: time.Now}
-	cps, err := latestCheckpoints(ctx, conn, l.id, 16)
+	cps, err := latestCheckpoints(ctx, conn, l.id, 16, true)
 	if err != nil {
 		return nil, err
 	}
@@ -321,13 +321,19 @@ func (r *checkpointRow) checkpoint() *Checkpoint {
 	return cp
 }
 
-const checkpointCols = "log_id, size, root_hash, ts, key_id, signature, note, compact_range"
+// checkpointCols are the columns of a checkpoint without its compact range
+// (only OpenLog needs that: ~log2(size) hashes per row).
+const checkpointCols = "log_id, size, root_hash, ts, key_id, signature, note"
 
 // latestCheckpoints returns up to n checkpoint rows of logID, largest size
-// (then newest) first.
-func latestCheckpoints(ctx context.Context, conn driver.Conn, logID string, n int) ([]*Checkpoint, error) {
+// (then newest) first; withRange also reads their compact ranges.
+func latestCheckpoints(ctx context.Context, conn driver.Conn, logID string, n int, withRange bool) ([]*Checkpoint, error) {
+	cols := checkpointCols
+	if withRange {
+		cols += ", compact_range"
+	}
 	var rows []checkpointRow
-	if err := conn.Select(ctx, &rows, "SELECT "+checkpointCols+" FROM checkpoints WHERE log_id = ? ORDER BY size DESC, ts DESC LIMIT ?", logID, n); err != nil {
+	if err := conn.Select(ctx, &rows, "SELECT "+cols+" FROM checkpoints WHERE log_id = ? ORDER BY size DESC, ts DESC LIMIT ?", logID, n); err != nil {
 		return nil, fmt.Errorf("read checkpoints of %s: %w", logID, err)
 	}
 	out := make([]*Checkpoint, len(rows))

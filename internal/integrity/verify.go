@@ -186,7 +186,7 @@ type leafState struct {
 
 func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys, opts VerifyOptions, exp expirations, rep *Report) error {
 	sum := LogSummary{LogID: id}
-	cps, err := latestCheckpoints(ctx, conn, id, 1<<30)
+	cps, err := latestCheckpoints(ctx, conn, id, 1<<30, false)
 	if err != nil {
 		return err
 	}
