@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,6 +112,9 @@ func (r *Report) Clean() bool {
 //
 // Rows are read without FINAL on purpose: a forged row that shares the
 // sort key of a genuine one must be seen before a merge replaces it.
+// Leaves and rows are streamed in offset order and merge-joined (two
+// queries at once, so conn needs at least two connections); memory is
+// O(checkpoints + findings), not O(events).
 func Verify(ctx context.Context, conn driver.Conn, keys PublicKeys, opts VerifyOptions) (*Report, error) {
 	if opts.PendingGrace == 0 {
 		opts.PendingGrace = 5 * time.Minute
@@ -178,12 +181,6 @@ func logPartition(id string) (int, error) {
 	return n, nil
 }
 
-type leafState struct {
-	row     leafRow
-	matched bool          // a row with the exact leaf hash exists
-	diff    []*RowFinding // rows at the leaf's offset with another hash
-}
-
 func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys, opts VerifyOptions, exp expirations, rep *Report) error {
 	sum := LogSummary{LogID: id}
 	cps, err := latestCheckpoints(ctx, conn, id, 1<<30, false)
@@ -241,14 +238,22 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 			want[nid] = bytes.Clone(h)
 		}
 	}
-	leaves := map[uint64]*leafState{} // by src_offset
+	// Leaves and rows are both read in offset order and merge-joined, so
+	// memory stays O(checkpoints), not O(events).
+	part, perr := logPartition(id)
+	var rc *rowCursor
+	if perr == nil {
+		if rc, err = openRows(ctx, conn, part); err != nil {
+			return err
+		}
+		defer rc.close()
+	}
+	m := &merger{id: id, part: part, rc: rc, opts: opts, now: opts.Now(), exp: exp, sum: &sum, rep: rep, firstOff: -1}
 	rng := rangeFactory().NewEmptyRange(0)
-	var lastOff int64 = -1
-	firstOff := int64(math.MaxInt64) // no leaf: nothing of this partition was sealed
 	err = scanLeaves(ctx, conn, id, 0, 0, "log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest", func(r *leafRow) error {
-		leaves[r.SrcOffset] = &leafState{row: *r}
-		lastOff = int64(r.SrcOffset)
-		firstOff = min(firstOff, lastOff)
+		if err := m.leaf(r); err != nil {
+			return err
+		}
 		if err := rng.Append([]byte(r.LeafHash), visit); err != nil {
 			return err
 		}
@@ -256,7 +261,17 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 		return nil
 	})
 	if err != nil {
-		sum.Error = err.Error()
+		if errors.Is(err, ErrLogCorrupt) {
+			sum.Error = err.Error()
+		} else {
+			return err
+		}
+	}
+	if err := m.rest(); err != nil {
+		return err
+	}
+	if perr != nil {
+		sum.Error = strings.TrimSpace(sum.Error + " " + perr.Error())
 	}
 	sum.Leaves = rng.End()
 	// goodBelow: the largest size below s whose signed root matches the
@@ -301,101 +316,148 @@ func verifyLog(ctx context.Context, conn driver.Conn, id string, keys PublicKeys
 		}
 	}
 
-	if err := compareRows(ctx, conn, id, leaves, firstOff, lastOff, opts, &sum, rep); err != nil {
-		return err
-	}
-	offs := make([]uint64, 0, len(leaves))
-	for off := range leaves {
-		offs = append(offs, off)
-	}
-	slices.Sort(offs)
-	part, _ := logPartition(id)
-	for _, off := range offs {
-		ls := leaves[off]
-		f := RowFinding{LogID: id, LeafIndex: int64(ls.row.LeafIndex), Partition: uint16(part), Offset: off, EventID: ls.row.EventID, TenantID: ls.row.TenantID}
-		switch {
-		case ls.matched:
-			// Genuine row present; other rows at this offset are forgeries.
-			for _, d := range ls.diff {
-				d.LeafIndex = -1
-				d.Fields = nil
-				rep.Inserted = append(rep.Inserted, *d)
-			}
-		case len(ls.diff) > 0:
-			for _, d := range ls.diff {
-				d.LeafIndex = int64(ls.row.LeafIndex)
-				if len(d.Fields) == 0 && len(ls.row.FieldDigest) == len(fieldNames)*FieldDigestSize {
-					rep.ModifiedLeaves = append(rep.ModifiedLeaves, *d)
-					continue
-				}
-				rep.Modified = append(rep.Modified, *d)
-			}
-		case exp.covers(ls.row.TenantID, ls.row.TS):
-			sum.Expired++
-		default:
-			rep.Deleted = append(rep.Deleted, f)
-		}
-	}
 	rep.Logs = append(rep.Logs, sum)
 	return nil
 }
 
-// compareRows reads the audit_events rows of the log's partition and
-// matches each to its leaf.
-func compareRows(ctx context.Context, conn driver.Conn, id string, leaves map[uint64]*leafState, firstOff, lastOff int64, opts VerifyOptions, sum *LogSummary, rep *Report) error {
-	part, err := logPartition(id)
-	if err != nil {
-		sum.Error = strings.TrimSpace(sum.Error + " " + err.Error())
-		return nil
-	}
+// rowCursor reads the audit_events rows of one partition in offset order.
+type rowCursor struct {
+	rows     driver.Rows
+	ev       event.AuditEvent
+	ingested time.Time
+	ok       bool // ev holds the current row
+}
+
+func openRows(ctx context.Context, conn driver.Conn, part int) (*rowCursor, error) {
 	rows, err := conn.Query(ctx, `SELECT event_id, ts, tenant_id, agent_id, parent_identity, token_id, token_type,
 		delegation_scope, required_scopes, tool_name, tool_params_hash, resource, resource_tenant_id,
 		policy_decision, trace_id, span_id, attributes, schema_version, src_partition, src_offset, src_index,
 		ingested_at
 		FROM audit_events WHERE src_partition = ? ORDER BY src_offset`, uint16(part))
 	if err != nil {
-		return fmt.Errorf("read audit_events of %s: %w", id, err)
+		return nil, fmt.Errorf("read audit_events of partition %d: %w", part, err)
 	}
-	defer rows.Close()
-	now := opts.Now()
-	for rows.Next() {
-		var ev event.AuditEvent
-		var ingested time.Time
-		if err := rows.Scan(&ev.EventID, &ev.TS, &ev.TenantID, &ev.AgentID, &ev.ParentIdentity, &ev.TokenID, &ev.TokenType,
-			&ev.DelegationScope, &ev.RequiredScopes, &ev.ToolName, &ev.ToolParamsHash, &ev.Resource, &ev.ResourceTenantID,
-			&ev.PolicyDecision, &ev.TraceID, &ev.SpanID, &ev.Attributes, &ev.SchemaVersion, &ev.SrcPartition, &ev.SrcOffset, &ev.SrcIndex,
-			&ingested); err != nil {
-			return fmt.Errorf("scan audit_events of %s: %w", id, err)
+	c := &rowCursor{rows: rows}
+	return c, c.next()
+}
+
+// next moves to the next row; ok is false at the end.
+func (c *rowCursor) next() error {
+	c.ok = c.rows.Next()
+	if !c.ok {
+		if err := c.rows.Err(); err != nil {
+			return fmt.Errorf("read audit_events: %w", err)
 		}
-		sum.Rows++
-		f := &RowFinding{LogID: id, LeafIndex: -1, Partition: ev.SrcPartition, Offset: ev.SrcOffset, EventID: ev.EventID, TenantID: ev.TenantID}
-		ls := leaves[ev.SrcOffset]
-		if ls == nil && int64(ev.SrcOffset) < firstOff {
-			// Sealing starts at the first offset ingest consumed with it
-			// enabled; what came before cannot be verified, and is counted
-			// so that a growing number shows.
-			sum.Unsealed++
-			continue
+		return nil
+	}
+	c.ev = event.AuditEvent{}
+	ev := &c.ev
+	if err := c.rows.Scan(&ev.EventID, &ev.TS, &ev.TenantID, &ev.AgentID, &ev.ParentIdentity, &ev.TokenID, &ev.TokenType,
+		&ev.DelegationScope, &ev.RequiredScopes, &ev.ToolName, &ev.ToolParamsHash, &ev.Resource, &ev.ResourceTenantID,
+		&ev.PolicyDecision, &ev.TraceID, &ev.SpanID, &ev.Attributes, &ev.SchemaVersion, &ev.SrcPartition, &ev.SrcOffset, &ev.SrcIndex,
+		&c.ingested); err != nil {
+		return fmt.Errorf("scan audit_events: %w", err)
+	}
+	return nil
+}
+
+func (c *rowCursor) close() { _ = c.rows.Close() }
+
+// merger classifies rows against leaves, both in offset order.
+type merger struct {
+	id       string
+	part     int
+	rc       *rowCursor // nil: no partition, no rows
+	opts     VerifyOptions
+	now      time.Time
+	exp      expirations
+	sum      *LogSummary
+	rep      *Report
+	firstOff int64 // offset of the first leaf, -1 before it
+	lastOff  int64 // offset of the latest leaf
+}
+
+func (m *merger) finding(ev *event.AuditEvent) RowFinding {
+	return RowFinding{LogID: m.id, LeafIndex: -1, Partition: ev.SrcPartition, Offset: ev.SrcOffset, EventID: ev.EventID, TenantID: ev.TenantID}
+}
+
+// noLeaf classifies the current row, which has no leaf.
+func (m *merger) noLeaf(beyond bool) {
+	ev := &m.rc.ev
+	m.sum.Rows++
+	switch {
+	case m.firstOff < 0 || int64(ev.SrcOffset) < m.firstOff:
+		// Sealing starts at the first offset ingest consumed with it
+		// enabled; what came before cannot be verified, and is counted so
+		// that a growing number shows.
+		m.sum.Unsealed++
+	case beyond && m.now.Sub(m.rc.ingested) >= 0 && m.now.Sub(m.rc.ingested) < m.opts.PendingGrace:
+		m.sum.Pending++
+	default:
+		m.rep.Inserted = append(m.rep.Inserted, m.finding(ev))
+	}
+}
+
+// leaf consumes the rows up to and at r's offset.
+func (m *merger) leaf(r *leafRow) error {
+	if m.firstOff < 0 {
+		m.firstOff = int64(r.SrcOffset)
+	}
+	m.lastOff = int64(r.SrcOffset)
+	var matched bool
+	var diff []RowFinding
+	for m.rc != nil && m.rc.ok && m.rc.ev.SrcOffset <= r.SrcOffset {
+		ev := &m.rc.ev
+		if ev.SrcOffset < r.SrcOffset {
+			m.noLeaf(false)
+		} else {
+			m.sum.Rows++
+			h, d := leafAndDigest(ev)
+			if bytes.Equal(h, []byte(r.LeafHash)) {
+				matched = true
+			} else {
+				f := m.finding(ev)
+				f.LeafIndex = int64(r.LeafIndex)
+				f.Fields = changedFields([]byte(r.FieldDigest), d)
+				diff = append(diff, f)
+			}
 		}
-		if ls == nil {
-			age := now.Sub(ingested)
-			if int64(ev.SrcOffset) > lastOff && age >= 0 && age < opts.PendingGrace {
-				sum.Pending++
+		if err := m.rc.next(); err != nil {
+			return err
+		}
+	}
+	switch {
+	case matched:
+		// The genuine row is there; other rows at this offset are forged.
+		for _, f := range diff {
+			f.LeafIndex, f.Fields = -1, nil
+			m.rep.Inserted = append(m.rep.Inserted, f)
+		}
+	case len(diff) > 0:
+		for _, f := range diff {
+			if len(f.Fields) == 0 && len(r.FieldDigest) == len(fieldNames)*FieldDigestSize {
+				// The row matches the digests sealed with the leaf but not
+				// the leaf hash: the leaf was changed, not the row.
+				m.rep.ModifiedLeaves = append(m.rep.ModifiedLeaves, f)
 				continue
 			}
-			rep.Inserted = append(rep.Inserted, *f)
-			continue
+			m.rep.Modified = append(m.rep.Modified, f)
 		}
-		h, d := leafAndDigest(&ev)
-		if bytes.Equal(h, []byte(ls.row.LeafHash)) {
-			ls.matched = true
-			continue
-		}
-		f.Fields = changedFields([]byte(ls.row.FieldDigest), d)
-		ls.diff = append(ls.diff, f)
+	case m.exp.covers(r.TenantID, r.TS):
+		m.sum.Expired++
+	default:
+		m.rep.Deleted = append(m.rep.Deleted, RowFinding{LogID: m.id, LeafIndex: int64(r.LeafIndex), Partition: uint16(m.part), Offset: r.SrcOffset, EventID: r.EventID, TenantID: r.TenantID})
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read audit_events of %s: %w", id, err)
+	return nil
+}
+
+// rest consumes the rows after the last leaf.
+func (m *merger) rest() error {
+	for m.rc != nil && m.rc.ok {
+		m.noLeaf(true)
+		if err := m.rc.next(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
