@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -661,4 +662,60 @@ func TestExportManifest(t *testing.T) {
 	if _, err := VerifyNote(note, signer.PublicKeys()); err == nil {
 		t.Fatal("manifest accepted as checkpoint")
 	}
+}
+
+// sealedLog builds a log of n leaves (simulator events repeated with fresh
+// offsets and ids), with the rows stored when rows is set.
+func sealedLog(b *testing.B, n int, rows bool) (context.Context, *Log, []Sealed) {
+	ctx := context.Background()
+	conn := newDB(b)
+	signer := newSigner(b, seedLine(b))
+	base := simEvents(b, 200, 1)[0]
+	evs := make([]Sealed, n)
+	for i := range evs {
+		ev := *base[i%len(base)].Event
+		ev.SrcOffset = uint64(i)
+		binary.BigEndian.PutUint64(ev.EventID[8:], uint64(i))
+		evs[i] = Sealed{Offset: int64(i), Event: &ev}
+	}
+	l, err := OpenLog(ctx, conn, signer, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < n; i += 5000 {
+		chunk := evs[i:min(i+5000, n)]
+		if rows {
+			insertRows(b, conn, chunk)
+		}
+		if err := l.Append(ctx, chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := l.Checkpoint(ctx, true); err != nil {
+		b.Fatal(err)
+	}
+	return ctx, l, evs
+}
+
+// BenchmarkInclusionProof: one proof in a 50,000-leaf log (the proof reads
+// every leaf hash of the log).
+func BenchmarkInclusionProof(b *testing.B) {
+	ctx, l, evs := sealedLog(b, 50_000, false)
+	for i := 0; b.Loop(); i++ {
+		if _, err := InclusionProof(ctx, l.conn, evs[(i*7919)%len(evs)].Event.EventID, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerify: Verify of 50,000 events and leaves, reported per event.
+func BenchmarkVerify(b *testing.B) {
+	ctx, l, evs := sealedLog(b, 50_000, true)
+	for b.Loop() {
+		rep, err := Verify(ctx, l.conn, l.signer.PublicKeys(), VerifyOptions{})
+		if err != nil || !rep.Clean() {
+			b.Fatalf("%v %+v", err, rep)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/event")
 }
