@@ -5,7 +5,7 @@
 -- Kafka offset order. It is not partitioned by date so that one insert of a
 -- batch of leaves is one part, atomically visible or not at all; the log is
 -- rebuilt from it at start. leaf_hash is the RFC 6962 leaf hash of the
--- event's canonical encoding; field_digest holds 2 bytes per canonical field,
+-- event's canonical encoding; field_digest holds 2 bytes of CRC-32 per field,
 -- a hint that lets verify name the modified field (not itself authenticated:
 -- leaf_hash is). ReplacingMergeTree is a backstop: a retried insert carries
 -- the same insert_deduplication_token, and a duplicate that slips through
