@@ -129,6 +129,9 @@ func NewSigner(cfg Config) (*Signer, error) {
 // KeyID returns the id of the signing key.
 func (s *Signer) KeyID() string { return s.keyID }
 
+// CheckpointInterval is the least time between two checkpoints of a log.
+func (s *Signer) CheckpointInterval() time.Duration { return s.interval }
+
 // PublicKeys returns the public keys of all configured keys, by id.
 func (s *Signer) PublicKeys() PublicKeys { return s.pub }
 
