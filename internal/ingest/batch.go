@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/agentaudit/agentaudit/internal/integrity"
-	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
 // codec turns one topic's messages into rows of one table.
@@ -37,13 +37,18 @@ type appended struct {
 // sends the same rows with the same deduplication token.
 type batch struct {
 	c     codec
-	ins   *chstore.Inserter
+	ins   inserter
 	msgs  int
 	n     int
 	token string
 }
 
-func newBatch(c codec, ins *chstore.Inserter) *batch { return &batch{c: c, ins: ins} }
+// inserter sends a block (chstore.Inserter, chstore.InserterPool).
+type inserter interface {
+	Insert(ctx context.Context, table string, input proto.Input, dedupToken string) error
+}
+
+func newBatch(c codec, ins inserter) *batch { return &batch{c: c, ins: ins} }
 
 func (b *batch) rows() int { return b.n }
 

@@ -52,6 +52,9 @@ type Service struct {
 	dlq    *kafka.Writer
 	codecs map[string]codec  // by topic
 	signer *integrity.Signer // nil: audit events are not sealed
+	// inserters are shared by all partition workers: they bound the number
+	// of concurrent inserts and the memory of their encode buffers.
+	inserters *chstore.InserterPool
 }
 
 // SealWith makes the service seal every stored audit event into the
@@ -67,11 +70,12 @@ func New(cfg Config, conn driver.Conn, target chstore.Config, log *slog.Logger, 
 		return nil, err
 	}
 	s := &Service{
-		cfg:    cfg,
-		conn:   conn,
-		target: target,
-		log:    log,
-		m:      newMetrics(reg),
+		cfg:       cfg,
+		conn:      conn,
+		target:    target,
+		inserters: chstore.NewInserterPool(target, cfg.InsertConcurrency),
+		log:       log,
+		m:         newMetrics(reg),
 		dlq: &kafka.Writer{
 			Addr:                   kafka.TCP(cfg.Brokers...),
 			Balancer:               &kafka.Hash{},
@@ -120,6 +124,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("consumer group: %w", err)
 	}
 	defer s.dlq.Close()
+	defer s.inserters.Close()
 	s.ensureDeadLetterTopics(ctx)
 	// Closing the group ends the current generation, which cancels the
 	// workers' contexts and waits until every worker has flushed and returned.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/integrity"
-	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
 // rowID is a row's origin within its topic partition.
@@ -132,8 +131,6 @@ func (w *worker) run(gctx context.Context) {
 		QueueCapacity: 100,
 	})
 	defer r.Close()
-	ins := chstore.NewInserter(w.s.target)
-	defer ins.Close()
 	start := w.committed
 	if start < 0 {
 		start = kafka.FirstOffset
@@ -144,7 +141,7 @@ func (w *worker) run(gctx context.Context) {
 	}
 
 	var (
-		b          = newBatch(w.c, ins)
+		b          = newBatch(w.c, w.s.inserters)
 		dead       []kafka.Message
 		first      = int64(-1)
 		last       int64

@@ -99,3 +99,49 @@ func rowsOf(input proto.Input) int {
 	}
 	return input[0].Data.Rows()
 }
+
+// InserterPool shares a few Inserters among many writers. Each Inserter
+// keeps its encode buffers between inserts (about the size of the largest
+// block it sent), so the pool size, not the number of writers, bounds that
+// memory; on a small machine a couple of concurrent inserts also keep
+// ClickHouse as busy as more would.
+type InserterPool struct {
+	free chan *Inserter
+}
+
+// NewInserterPool returns a pool of n Inserters for c (n < 1 means 1).
+func NewInserterPool(c Config, n int) *InserterPool {
+	n = max(n, 1)
+	p := &InserterPool{free: make(chan *Inserter, n)}
+	for range n {
+		p.free <- NewInserter(c)
+	}
+	return p
+}
+
+// Insert is Inserter.Insert on the first free Inserter; it waits for one
+// until ctx ends.
+func (p *InserterPool) Insert(ctx context.Context, table string, input proto.Input, dedupToken string) error {
+	var in *Inserter
+	select {
+	case in = <-p.free:
+	case <-ctx.Done():
+		return fmt.Errorf("insert into %s: waiting for a connection: %w", table, ctx.Err())
+	}
+	defer func() { p.free <- in }()
+	return in.Insert(ctx, table, input, dedupToken)
+}
+
+// Close drops every idle connection. Inserts still running keep theirs
+// until they return it.
+func (p *InserterPool) Close() {
+	for {
+		select {
+		case in := <-p.free:
+			in.Close()
+			defer func() { p.free <- in }()
+		default:
+			return
+		}
+	}
+}
