@@ -170,6 +170,11 @@ func (e *Engine) match(h hit, out []Outcome) []Outcome {
 	if s, ok := e.supp.get(sk); ok && h.at.Before(s.until) {
 		ds := s.det
 		d := &ds.d
+		if len(h.evidence) > 0 && subsetIDs(h.evidence, d.EvidenceEventIDs) {
+			// A redelivered event (re-consumed after a restart) that is
+			// already evidence of this detection: nothing new.
+			return out
+		}
 		d.SuppressedCount++
 		for _, id := range h.evidence {
 			if len(d.EvidenceEventIDs) < maxEvidence && !slices.Contains(d.EvidenceEventIDs, id) {
@@ -507,4 +512,13 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 		}
 	}
 	return out
+}
+
+func subsetIDs(a, b []uuid.UUID) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }

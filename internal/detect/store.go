@@ -236,9 +236,9 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 	rows, err = conn.Query(ctx, `SELECT agent_id, toUnixTimestamp(ts) AS s, count(), toUInt64(0) FROM audit_events
 		WHERE ts >= ? GROUP BY agent_id, s
 		UNION ALL
-		SELECT r.agent_id, toUnixTimestamp(c.start_time) AS s, toUInt64(0), sum(c.input_tokens + c.output_tokens)
-		FROM spans AS c INNER JOIN (SELECT trace_id, any(agent_id) AS agent_id FROM spans WHERE start_time >= ? AND agent_id != '' GROUP BY trace_id) AS r USING (trace_id)
-		WHERE c.start_time >= ? AND c.operation_name = 'chat' GROUP BY r.agent_id, s`, rfrom, rfrom, rfrom)
+		SELECT r.root_agent, toUnixTimestamp(c.start_time) AS s, toUInt64(0), sum(c.input_tokens + c.output_tokens)
+		FROM spans AS c INNER JOIN (SELECT trace_id, any(agent_id) AS root_agent FROM spans WHERE start_time >= ? AND agent_id != '' GROUP BY trace_id) AS r USING (trace_id)
+		WHERE c.start_time >= ? AND c.operation_name = 'chat' GROUP BY r.root_agent, s`, rfrom, rfrom, rfrom)
 	if err != nil {
 		return st, fmt.Errorf("warm rates: %w", err)
 	}
