@@ -402,9 +402,12 @@ func TestEndToEndBenignTrafficNoDetections(t *testing.T) {
 		}
 	}
 	msgs = append(msgs, s.Drain()...)
-	events, traces := produce(t, e.broker.Addr(), msgs)
+	t0 := time.Now()
 	d := startDetector(t, e, testConfig(t, e, s.Limits()), &fakeActions{conn: e.conn})
+	events, traces := produce(t, e.broker.Addr(), msgs)
+	t1 := time.Now()
 	waitConsumed(t, d.svc, events, traces, 90*time.Second)
+	t.Logf("produced in %v, consumed %v later", t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 	if ds := storedDetections(t, e.conn); len(ds) != 0 {
 		for _, x := range ds {
 			t.Errorf("benign traffic detected: %s %s agent=%s: %s", x.RuleID, x.Severity, x.AgentID, x.Summary)
@@ -418,7 +421,21 @@ func TestEndToEndBenignTrafficNoDetections(t *testing.T) {
 // written by ingest, its own detections) lets it finish every attack that
 // spans the restart, and re-consuming what it had not committed creates no
 // second detection.
+//
+// "committed": the first detector commits as it goes, so the restart
+// re-consumes only a tail; "nothing_committed": it commits nothing, so the
+// restart re-consumes everything it had detected.
 func TestEndToEndKilledDetectorRestartsWarm(t *testing.T) {
+	for _, replayAll := range []bool{false, true} {
+		name := "committed"
+		if replayAll {
+			name = "nothing_committed"
+		}
+		t.Run(name, func(t *testing.T) { testRestartWarm(t, replayAll) })
+	}
+}
+
+func testRestartWarm(t *testing.T, replayAll bool) {
 	e := newEnv(t, 4)
 	msgs, truth, lim := simMessages(t, attackSim(), 7*time.Minute)
 	// Split where the revoked token's reuse has not started yet, and a
@@ -453,7 +470,9 @@ func TestEndToEndKilledDetectorRestartsWarm(t *testing.T) {
 	defer func() { icancel(); <-idone }()
 
 	cfg := testConfig(t, e, lim)
-	cfg.CommitInterval = time.Hour // nothing committed before the kill: all of it is re-consumed
+	if replayAll {
+		cfg.CommitInterval = time.Hour // nothing committed before the kill: all of it is re-consumed
+	}
 	ev1, tr1 := produce(t, e.broker.Addr(), msgs[:cut])
 	acts := &fakeActions{conn: e.conn}
 	d1 := startDetector(t, e, cfg, acts)
@@ -465,7 +484,11 @@ func TestEndToEndKilledDetectorRestartsWarm(t *testing.T) {
 	ev2, tr2 := produce(t, e.broker.Addr(), msgs[cut:])
 	cfg.CommitInterval = 200 * time.Millisecond
 	d2 := startDetector(t, e, cfg, acts)
-	waitConsumed(t, d2.svc, ev1+ev2, tr1+tr2, 60*time.Second)
+	// It re-consumes what was not committed, then everything new: at least
+	// ev2 and tr2 messages, and then no lag on any partition.
+	waitConsumed(t, d2.svc, ev2, tr2, 60*time.Second)
+	waitNoLag(t, d2.svc, 4, 30*time.Second)
+	waitConsumed(t, d2.svc, 0, 0, 30*time.Second)
 	ds := storedDetections(t, e.conn)
 	t.Logf("%d detections before the kill, %d after the restart", before, len(ds))
 	checkAgainstTruth(t, ds, truth)
@@ -522,7 +545,6 @@ func waitRows(t *testing.T, conn driver.Conn, table string, want int) {
 	}
 }
 
-
 // metricValue is the value of a counter (testutil.ToFloat64 would need a
 // module this one does not require).
 func metricValue(t *testing.T, c prometheus.Counter) float64 {
@@ -532,4 +554,29 @@ func metricValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// waitNoLag waits until every partition's lag gauge is 0.
+func waitNoLag(t *testing.T, svc *Service, partitions int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		lag := 0.0
+		for _, topic := range []string{"events", "spans"} {
+			for p := range partitions {
+				var m dto.Metric
+				if err := svc.m.lag.WithLabelValues(topic, fmt.Sprint(p)).Write(&m); err != nil {
+					t.Fatal(err)
+				}
+				lag += m.GetGauge().GetValue()
+			}
+		}
+		if lag == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer lag %v after %v", lag, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

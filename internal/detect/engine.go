@@ -430,7 +430,11 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		if a.rate == nil {
 			a.rate = &rateRing{}
 		}
-		n, _ := a.rate.add(ev.TS, 1, 0, r.Window)
+		var inc uint32 = 1
+		if ev.TS.Unix() <= a.rateWarmed {
+			inc = 0 // counted from ClickHouse at start
+		}
+		n, _ := a.rate.add(ev.TS, inc, 0, r.Window)
 		if lim := r.Thresholds.Requests; lim > 0 && n > uint64(lim) {
 			out = e.match(base(RuleRateLimit, "agent:"+ev.AgentID, r.Severity,
 				fmt.Sprintf("Agent %s made %d requests within %v (ceiling %d).", ev.AgentID, n, r.Window, lim),
@@ -494,6 +498,9 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 		}
 		if a.rate == nil {
 			a.rate = &rateRing{}
+		}
+		if s.StartTime.Unix() <= a.rateWarmed {
+			tok = 0 // counted from ClickHouse at start
 		}
 		_, n := a.rate.add(s.StartTime, 0, tok, r.Window)
 		if lim := r.Thresholds.Tokens; n > uint64(lim) {

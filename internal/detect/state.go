@@ -99,12 +99,15 @@ type agentState struct {
 	baseline  []string // sorted, unique
 	bindings  []binding
 	rate      *rateRing
+	// rateWarmed: counts of seconds up to this one (unix) came from
+	// ClickHouse at start; redelivered events in them are not counted again.
+	rateWarmed int64
 }
 
 // binding: an actor seen under tenant, last at last (event time).
 type binding struct {
-	tenant string
-	last   time.Time
+	tenant      string
+	first, last time.Time
 }
 
 // tokenState is what the engine keeps per token.
@@ -131,31 +134,60 @@ type suppression struct {
 	denials []time.Time // out_of_delegation: denied calls, for probing
 }
 
-// touch keeps the bindings of one actor within window of ts and records
-// tenant at ts. It returns another tenant seen within window, if any.
+// touch records that an actor acted under tenant at ts and reports
+// another tenant it is bound to within window, if any. The actor is bound
+// to the tenant it was first seen under (earliest first sighting); an event
+// under any other tenant within window of that binding's activity is a
+// conflict, and so is the first sighting of an earlier binding (events of
+// the two tenants can sit on different partitions and arrive out of
+// order). Re-seeing events of the bound tenant (a replay after a restart)
+// is never a conflict. Bindings idle for longer than window are forgotten.
 func touch(bs []binding, tenant string, ts time.Time, window time.Duration) ([]binding, string) {
-	other := ""
-	own := -1
 	out := bs[:0]
+	own := -1
 	for _, b := range bs {
-		d := ts.Sub(b.last)
-		if d > window {
-			continue // older than the window: forgotten
+		if ts.Sub(b.last) > window {
+			continue
 		}
 		if b.tenant == tenant {
 			own = len(out)
-		} else if other == "" && d >= -window {
-			other = b.tenant
 		}
 		out = append(out, b)
 	}
+	isNew := own < 0
 	switch {
 	case own >= 0:
+		if ts.Before(out[own].first) {
+			out[own].first = ts
+		}
 		if ts.After(out[own].last) {
 			out[own].last = ts
 		}
 	case len(out) < 8:
-		out = append(out, binding{tenant: tenant, last: ts})
+		out = append(out, binding{tenant: tenant, first: ts, last: ts})
+		own = len(out) - 1
+	default:
+		return out, ""
 	}
-	return out, other
+	bound := 0
+	for i := range out {
+		if out[i].first.Before(out[bound].first) {
+			bound = i
+		}
+	}
+	near := func(b binding) bool { return ts.Sub(b.last) <= window && b.first.Sub(ts) <= window }
+	if out[bound].tenant != tenant {
+		if near(out[bound]) {
+			return out, out[bound].tenant
+		}
+		return out, ""
+	}
+	if isNew {
+		for _, b := range out {
+			if b.tenant != tenant && near(b) {
+				return out, b.tenant
+			}
+		}
+	}
+	return out, ""
 }

@@ -112,15 +112,15 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 	// Bindings: tenants per agent and per token within the window.
 	win := r[RuleStaleBinding].Window
 	for _, kind := range []string{"agent_id", "token_id"} {
-		rows, err := conn.Query(ctx, "SELECT "+kind+", tenant_id, max(ts) FROM audit_events WHERE ts >= ? AND "+kind+" != '' GROUP BY "+kind+", tenant_id",
+		rows, err := conn.Query(ctx, "SELECT "+kind+", tenant_id, min(ts), max(ts) FROM audit_events WHERE ts >= ? AND "+kind+" != '' GROUP BY "+kind+", tenant_id",
 			maxTime(from, latest.Add(-win)))
 		if err != nil {
 			return st, fmt.Errorf("warm bindings: %w", err)
 		}
 		for rows.Next() {
 			var id, tenant string
-			var last time.Time
-			if err := rows.Scan(&id, &tenant, &last); err != nil {
+			var first, last time.Time
+			if err := rows.Scan(&id, &tenant, &first, &last); err != nil {
 				rows.Close()
 				return st, fmt.Errorf("warm bindings: %w", err)
 			}
@@ -130,14 +130,14 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 					a = &agentState{}
 					e.agents.put(id, a)
 				}
-				a.bindings = append(a.bindings, binding{tenant: tenant, last: last})
+				a.bindings = append(a.bindings, binding{tenant: tenant, first: first, last: last})
 			} else {
 				t, ok := e.tokens.get(id)
 				if !ok {
 					t = &tokenState{}
 					e.tokens.put(id, t)
 				}
-				t.bindings = append(t.bindings, binding{tenant: tenant, last: last})
+				t.bindings = append(t.bindings, binding{tenant: tenant, first: first, last: last})
 			}
 			st.Bindings++
 		}
@@ -259,6 +259,7 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			a.rate = &rateRing{}
 		}
 		a.rate.add(time.Unix(int64(sec), 0), uint32(req), tok, rwin)
+		a.rateWarmed = max(a.rateWarmed, int64(sec))
 		st.RateBuckets++
 	}
 	rows.Close()
