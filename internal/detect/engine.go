@@ -319,13 +319,12 @@ func (e *Engine) enabled(id string) *Rule {
 func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	who := eventActor(ev)
-	evid := []uuid.UUID{ev.EventID}
-	first := ev.EventID.String()
+	// Everything a hit needs is built only on a hit: most events match no
+	// rule, and the hot path should not allocate for them.
 	base := func(rule, key string, sev event.Severity, summary string, attrs map[string]string) hit {
-		return hit{rule: rule, key: key, sev: sev, who: who, evidence: evid, first: first, at: ev.TS, summary: summary, attrs: attrs}
+		return hit{rule: rule, key: key, sev: sev, who: eventActor(ev), evidence: []uuid.UUID{ev.EventID},
+			first: ev.EventID.String(), at: ev.TS, summary: summary, attrs: attrs}
 	}
-	key := actorKey(ev)
 	allowed := ev.PolicyDecision == "allow"
 
 	// credential.revoked_reuse
@@ -343,7 +342,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		if !allowed {
 			sev, verb = r.Thresholds.DeniedSeverity, "was denied"
 		}
-		h := base(RuleOutOfDelegation, key, sev,
+		h := base(RuleOutOfDelegation, actorKey(ev), sev,
 			fmt.Sprintf("Agent %s called %s needing scopes %s that its credential %s does not carry; the call %s.", ev.AgentID, ev.ToolName, strings.Join(missing, " "), ev.TokenID, verb),
 			map[string]string{AttrScopes: strings.Join(missing, " "), AttrDecision: ev.PolicyDecision})
 		h.denied = !allowed
@@ -361,13 +360,15 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		}
 		if known && !subset(ev.DelegationScope, ps) {
 			extra := minus(ev.DelegationScope, ps)
-			out = e.match(base(RuleDelegationExceedsParent, key, r.Severity,
+			out = e.match(base(RuleDelegationExceedsParent, actorKey(ev), r.Severity,
 				fmt.Sprintf("Credential %s of agent %s carries scopes %s that its parent %s does not hold.", ev.TokenID, ev.AgentID, strings.Join(extra, " "), ev.ParentIdentity),
 				map[string]string{AttrScopes: strings.Join(extra, " ")}), out)
 		}
 	}
 	if attrParent != "" && ev.ParentIdentity != "" {
-		e.parents.put(ev.ParentIdentity, strings.Fields(attrParent))
+		if ps, ok := e.parents.get(ev.ParentIdentity); !ok || !sameFields(ps, attrParent) {
+			e.parents.put(ev.ParentIdentity, strings.Fields(attrParent))
+		}
 	}
 
 	a, ok := e.agents.get(ev.AgentID)
@@ -382,10 +383,12 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			a.firstSeen = ev.TS
 			a.baseline = union(a.baseline, ev.DelegationScope)
 		case !ev.TS.After(a.firstSeen.Add(r.Thresholds.LearningWindow)):
-			a.baseline = union(a.baseline, ev.DelegationScope)
+			if !subset(ev.DelegationScope, a.baseline) {
+				a.baseline = union(a.baseline, ev.DelegationScope)
+			}
 		case r.Enabled && !subset(ev.DelegationScope, a.baseline):
 			extra := minus(ev.DelegationScope, a.baseline)
-			out = e.match(base(RuleScopeGrowth, key, r.Severity,
+			out = e.match(base(RuleScopeGrowth, actorKey(ev), r.Severity,
 				fmt.Sprintf("Credential %s of agent %s carries scopes %s beyond the agent's baseline.", ev.TokenID, ev.AgentID, strings.Join(extra, " ")),
 				map[string]string{AttrScopes: strings.Join(extra, " "), "baseline": strings.Join(a.baseline, " ")}), out)
 		}
@@ -396,7 +399,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		if !allowed {
 			sev, verb = r.Thresholds.DeniedSeverity, "was denied"
 		}
-		out = e.match(base(RuleResourceMismatch, key, sev,
+		out = e.match(base(RuleResourceMismatch, actorKey(ev), sev,
 			fmt.Sprintf("Agent %s of tenant %s touched %s owned by tenant %s; the call %s.", ev.AgentID, ev.TenantID, ev.Resource, ev.ResourceTenantID, verb),
 			map[string]string{AttrOtherTenant: ev.ResourceTenantID, AttrDecision: ev.PolicyDecision}), out)
 	}
@@ -448,7 +451,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			e.traces.put(ev.TraceID, ti)
 		}
 		if len(ti.events) < 3 {
-			ti.events = append(ti.events, ev.EventID.String())
+			ti.events = append(ti.events, ev.EventID)
 		}
 	}
 	return out
@@ -465,11 +468,13 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	agentOf := map[string]string{}
-	for i := range spans {
-		if s := &spans[i]; s.AgentID != "" {
-			agentOf[s.TraceID] = s.AgentID
+	agentOf := func(trace string) string {
+		for i := range spans {
+			if s := &spans[i]; s.AgentID != "" && s.TraceID == trace {
+				return s.AgentID
+			}
 		}
+		return ""
 	}
 	for i := range spans {
 		s := &spans[i]
@@ -481,7 +486,7 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 			continue
 		}
 		ti, joined := e.traces.get(s.TraceID)
-		who := actor{tenant: s.TenantID, agent: agentOf[s.TraceID], traceID: s.TraceID}
+		who := actor{tenant: s.TenantID, agent: agentOf(s.TraceID), traceID: s.TraceID}
 		if joined {
 			who.tenant, who.token, who.parent, who.tokenType = ti.tenant, ti.token, ti.parent, ti.tokenType
 			if who.agent == "" {
@@ -506,9 +511,7 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 		if lim := r.Thresholds.Tokens; n > uint64(lim) {
 			var evid []uuid.UUID
 			if joined {
-				for _, id := range ti.events {
-					evid = append(evid, uuid.MustParse(id))
-				}
+				evid = slices.Clone(ti.events)
 			}
 			out = e.match(hit{
 				rule: RuleRateLimit, key: "agent:" + who.agent, sev: r.Severity, who: who, evidence: evid,
@@ -528,4 +531,16 @@ func subsetIDs(a, b []uuid.UUID) bool {
 		}
 	}
 	return true
+}
+
+// sameFields reports whether the space-separated fields of s are exactly fs.
+func sameFields(fs []string, s string) bool {
+	i := 0
+	for f := range strings.FieldsSeq(s) {
+		if i >= len(fs) || fs[i] != f {
+			return false
+		}
+		i++
+	}
+	return i == len(fs)
 }

@@ -259,7 +259,7 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 			continue
 		}
 		for attempt := 0; ; attempt++ {
-			err := s.actions.Act(ctx, a.d, a.revoke)
+			err := s.actions.Act(withMessageTime(ctx, a.at), a.d, a.revoke)
 			if err == nil {
 				break
 			}
@@ -432,4 +432,21 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+type messageTimeKey struct{}
+
+func withMessageTime(ctx context.Context, t time.Time) context.Context {
+	if t.IsZero() {
+		return ctx
+	}
+	return context.WithValue(ctx, messageTimeKey{}, t)
+}
+
+// MessageTime returns, inside Actions.Act, the Kafka timestamp of the
+// message that triggered the detection (or, for a batch of repeats, of the
+// first one): the start of the end-to-end detection latency.
+func MessageTime(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(messageTimeKey{}).(time.Time)
+	return t, ok
 }

@@ -3,6 +3,8 @@ package detect
 import (
 	"container/list"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // lru is a map bounded to cap entries; the least recently used entry is
@@ -124,7 +126,7 @@ type revocation struct {
 // traceInfo joins spans to the audit events of their trace.
 type traceInfo struct {
 	tenant, agent, token, parent, tokenType string
-	events                                  []string // event ids (max 3)
+	events                                  []uuid.UUID // event ids (max 3)
 }
 
 // suppression is one open detection and its suppression period.
