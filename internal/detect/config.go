@@ -26,6 +26,7 @@ type Config struct {
 	CommitInterval    time.Duration      `yaml:"commit_interval"`
 	Retry             RetryConfig        `yaml:"retry"`
 	FetchMaxBytes     int                `yaml:"fetch_max_bytes"`
+	FetchMaxWait      time.Duration      `yaml:"fetch_max_wait"`
 	ShutdownTimeout   time.Duration      `yaml:"shutdown_timeout"`
 	SessionTimeout    time.Duration      `yaml:"session_timeout"`
 	HeartbeatInterval time.Duration      `yaml:"heartbeat_interval"`
@@ -61,6 +62,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 50*time.Millisecond, "first retry backoff")
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 5*time.Second, "largest retry backoff")
 	fs.IntVar(&c.FetchMaxBytes, p+"kafka.fetch-max-bytes", 4<<20, "max bytes per fetch request per partition")
+	fs.DurationVar(&c.FetchMaxWait, p+"kafka.fetch-max-wait", 10*time.Millisecond, "longest a fetch waits at the broker for new messages (bounds detection latency on quiet partitions)")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to store, act and commit on shutdown")
 	fs.DurationVar(&c.SessionTimeout, p+"kafka.session-timeout", 20*time.Second, "consumer group session timeout")
 	fs.DurationVar(&c.HeartbeatInterval, p+"kafka.heartbeat-interval", 2*time.Second, "consumer group heartbeat interval")
@@ -107,6 +109,7 @@ func (c *Config) Validate() error {
 		add("retry.max_backoff", fmt.Errorf("%w: must be >= min_backoff", config.ErrInvalid))
 	}
 	positive("fetch_max_bytes", int64(c.FetchMaxBytes))
+	positive("fetch_max_wait", int64(c.FetchMaxWait))
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
 	return errors.Join(errs...)
 }

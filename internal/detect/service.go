@@ -298,7 +298,7 @@ func (w *worker) run(gctx context.Context) {
 		Partition:     w.partition,
 		MinBytes:      1,
 		MaxBytes:      s.cfg.FetchMaxBytes,
-		MaxWait:       100 * time.Millisecond,
+		MaxWait:       s.cfg.FetchMaxWait,
 		QueueCapacity: 1000,
 	})
 	defer r.Close()
