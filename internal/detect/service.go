@@ -60,7 +60,7 @@ func (s *Service) Run(ctx context.Context) error {
 			st, err := s.engine.Warm(ctx, s.conn, s.cfg.WarmLookback)
 			if err == nil {
 				s.log.Info("state warmed from clickhouse", "agents", st.Agents, "bindings", st.Bindings, "parents", st.Parents,
-					"revoked", st.Revoked, "open_detections", st.Detections, "rate_buckets", st.RateBuckets)
+					"revoked", st.Revoked, "open_detections", st.Detections, "rate_buckets", st.RateBuckets, "traces", st.Traces)
 				break
 			}
 			if ctx.Err() != nil {
