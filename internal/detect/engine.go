@@ -406,7 +406,8 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	// cross_tenant.stale_binding
 	if r := e.rules.Rules[RuleStaleBinding]; r != nil {
 		var other, by string
-		a.bindings, other = touch(a.bindings, ev.TenantID, ev.TS, r.Window)
+		var earlier uuid.UUID
+		a.bindings, other, earlier = touch(a.bindings, ev.TenantID, ev.TS, ev.EventID, r.Window)
 		if other != "" {
 			by = "agent:" + ev.AgentID
 		}
@@ -417,15 +418,24 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 				e.tokens.put(ev.TokenID, t)
 			}
 			var tother string
-			t.bindings, tother = touch(t.bindings, ev.TenantID, ev.TS, r.Window)
+			var tearlier uuid.UUID
+			t.bindings, tother, tearlier = touch(t.bindings, ev.TenantID, ev.TS, ev.EventID, r.Window)
 			if by == "" && tother != "" {
-				other, by = tother, "token:"+ev.TokenID
+				other, by, earlier = tother, "token:"+ev.TokenID, tearlier
 			}
 		}
 		if r.Enabled && by != "" {
-			out = e.match(base(RuleStaleBinding, by, r.Severity,
+			h := base(RuleStaleBinding, by, r.Severity,
 				fmt.Sprintf("Agent %s (token %s) acted under tenant %s and tenant %s within %v.", ev.AgentID, ev.TokenID, other, ev.TenantID, r.Window),
-				map[string]string{AttrOtherTenant: other}), out)
+				map[string]string{AttrOtherTenant: other})
+			if earlier != uuid.Nil {
+				// The other tenant's events were consumed first (another
+				// partition): its first event is the evidence, so the
+				// detection is the one an in-order consumer would make.
+				h.evidence = []uuid.UUID{earlier, ev.EventID}
+				h.first = earlier.String()
+			}
+			out = e.match(h, out)
 		}
 	}
 	// rate.limit_exceeded (requests)

@@ -110,6 +110,7 @@ type agentState struct {
 type binding struct {
 	tenant      string
 	first, last time.Time
+	firstEvent  uuid.UUID // the event of the first sighting
 }
 
 // tokenState is what the engine keeps per token.
@@ -144,7 +145,11 @@ type suppression struct {
 // the two tenants can sit on different partitions and arrive out of
 // order). Re-seeing events of the bound tenant (a replay after a restart)
 // is never a conflict. Bindings idle for longer than window are forgotten.
-func touch(bs []binding, tenant string, ts time.Time, window time.Duration) ([]binding, string) {
+//
+// For a conflict found on the first sighting of the bound tenant, it also
+// returns the first event under the other tenant: that event is the
+// evidence, as it would have been had the events arrived in order.
+func touch(bs []binding, tenant string, ts time.Time, id uuid.UUID, window time.Duration) ([]binding, string, uuid.UUID) {
 	out := bs[:0]
 	own := -1
 	for _, b := range bs {
@@ -160,16 +165,15 @@ func touch(bs []binding, tenant string, ts time.Time, window time.Duration) ([]b
 	switch {
 	case own >= 0:
 		if ts.Before(out[own].first) {
-			out[own].first = ts
+			out[own].first, out[own].firstEvent = ts, id
 		}
 		if ts.After(out[own].last) {
 			out[own].last = ts
 		}
 	case len(out) < 8:
-		out = append(out, binding{tenant: tenant, first: ts, last: ts})
-		own = len(out) - 1
+		out = append(out, binding{tenant: tenant, first: ts, last: ts, firstEvent: id})
 	default:
-		return out, ""
+		return out, "", uuid.Nil
 	}
 	bound := 0
 	for i := range out {
@@ -180,16 +184,16 @@ func touch(bs []binding, tenant string, ts time.Time, window time.Duration) ([]b
 	near := func(b binding) bool { return ts.Sub(b.last) <= window && b.first.Sub(ts) <= window }
 	if out[bound].tenant != tenant {
 		if near(out[bound]) {
-			return out, out[bound].tenant
+			return out, out[bound].tenant, uuid.Nil
 		}
-		return out, ""
+		return out, "", uuid.Nil
 	}
 	if isNew {
 		for _, b := range out {
 			if b.tenant != tenant && near(b) {
-				return out, b.tenant
+				return out, b.tenant, b.firstEvent
 			}
 		}
 	}
-	return out, ""
+	return out, "", uuid.Nil
 }

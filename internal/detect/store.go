@@ -10,6 +10,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
 
 	"github.com/agentaudit/agentaudit/internal/event"
 )
@@ -112,7 +113,7 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 	// Bindings: tenants per agent and per token within the window.
 	win := r[RuleStaleBinding].Window
 	for _, kind := range []string{"agent_id", "token_id"} {
-		rows, err := conn.Query(ctx, "SELECT "+kind+", tenant_id, min(ts), max(ts) FROM audit_events WHERE ts >= ? AND "+kind+" != '' GROUP BY "+kind+", tenant_id",
+		rows, err := conn.Query(ctx, "SELECT "+kind+", tenant_id, min(ts), max(ts), argMin(event_id, ts) FROM audit_events WHERE ts >= ? AND "+kind+" != '' GROUP BY "+kind+", tenant_id",
 			maxTime(from, latest.Add(-win)))
 		if err != nil {
 			return st, fmt.Errorf("warm bindings: %w", err)
@@ -120,7 +121,8 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 		for rows.Next() {
 			var id, tenant string
 			var first, last time.Time
-			if err := rows.Scan(&id, &tenant, &first, &last); err != nil {
+			var firstEvent uuid.UUID
+			if err := rows.Scan(&id, &tenant, &first, &last, &firstEvent); err != nil {
 				rows.Close()
 				return st, fmt.Errorf("warm bindings: %w", err)
 			}
@@ -130,14 +132,14 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 					a = &agentState{}
 					e.agents.put(id, a)
 				}
-				a.bindings = append(a.bindings, binding{tenant: tenant, first: first, last: last})
+				a.bindings = append(a.bindings, binding{tenant: tenant, first: first, last: last, firstEvent: firstEvent})
 			} else {
 				t, ok := e.tokens.get(id)
 				if !ok {
 					t = &tokenState{}
 					e.tokens.put(id, t)
 				}
-				t.bindings = append(t.bindings, binding{tenant: tenant, first: first, last: last})
+				t.bindings = append(t.bindings, binding{tenant: tenant, first: first, last: last, firstEvent: firstEvent})
 			}
 			st.Bindings++
 		}
