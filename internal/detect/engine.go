@@ -69,6 +69,9 @@ type detectionState struct {
 	notified, revoked bool
 }
 
+// State keeps copies of the strings it holds: a decoded event's strings
+// share one buffer per message, which a stored substring would keep alive.
+
 // Engine evaluates the rules over audit events and spans with per-actor
 // state. It is safe for concurrent use (one lock: the work per event is a
 // few map lookups).
@@ -296,7 +299,7 @@ func union(a, b []string) []string {
 	out := slices.Clone(a)
 	for _, x := range b {
 		if !slices.Contains(out, x) {
-			out = append(out, x)
+			out = append(out, strings.Clone(x))
 		}
 	}
 	slices.Sort(out)
@@ -367,14 +370,14 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	}
 	if attrParent != "" && ev.ParentIdentity != "" {
 		if ps, ok := e.parents.get(ev.ParentIdentity); !ok || !sameFields(ps, attrParent) {
-			e.parents.put(ev.ParentIdentity, strings.Fields(attrParent))
+			e.parents.put(strings.Clone(ev.ParentIdentity), cloneAll(strings.Fields(attrParent)))
 		}
 	}
 
 	a, ok := e.agents.get(ev.AgentID)
 	if !ok {
 		a = &agentState{}
-		e.agents.put(ev.AgentID, a)
+		e.agents.put(strings.Clone(ev.AgentID), a)
 	}
 	// scope_escalation.scope_growth
 	if r := e.rules.Rules[RuleScopeGrowth]; r != nil {
@@ -415,7 +418,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			t, ok := e.tokens.get(ev.TokenID)
 			if !ok {
 				t = &tokenState{}
-				e.tokens.put(ev.TokenID, t)
+				e.tokens.put(strings.Clone(ev.TokenID), t)
 			}
 			var tother string
 			var tearlier uuid.UUID
@@ -457,8 +460,9 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	if ev.TraceID != "" {
 		ti, ok := e.traces.get(ev.TraceID)
 		if !ok {
-			ti = &traceInfo{tenant: ev.TenantID, agent: ev.AgentID, token: ev.TokenID, parent: ev.ParentIdentity, tokenType: ev.TokenType}
-			e.traces.put(ev.TraceID, ti)
+			ti = &traceInfo{tenant: strings.Clone(ev.TenantID), agent: strings.Clone(ev.AgentID), token: strings.Clone(ev.TokenID),
+				parent: strings.Clone(ev.ParentIdentity), tokenType: strings.Clone(ev.TokenType)}
+			e.traces.put(strings.Clone(ev.TraceID), ti)
 		}
 		if len(ti.events) < 3 {
 			ti.events = append(ti.events, ev.EventID)
@@ -509,7 +513,7 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 		a, ok := e.agents.get(who.agent)
 		if !ok {
 			a = &agentState{}
-			e.agents.put(who.agent, a)
+			e.agents.put(strings.Clone(who.agent), a)
 		}
 		if a.rate == nil {
 			a.rate = &rateRing{}
@@ -553,4 +557,11 @@ func sameFields(fs []string, s string) bool {
 		i++
 	}
 	return i == len(fs)
+}
+
+func cloneAll(ss []string) []string {
+	for i := range ss {
+		ss[i] = strings.Clone(ss[i])
+	}
+	return ss
 }

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"container/list"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -171,7 +172,7 @@ func touch(bs []binding, tenant string, ts time.Time, id uuid.UUID, window time.
 			out[own].last = ts
 		}
 	case len(out) < 8:
-		out = append(out, binding{tenant: tenant, first: ts, last: ts, firstEvent: id})
+		out = append(out, binding{tenant: strings.Clone(tenant), first: ts, last: ts, firstEvent: id})
 	default:
 		return out, "", uuid.Nil
 	}
