@@ -23,11 +23,12 @@ run: build
 deps:
 	@$(GO) run ./internal/chdb/cmd/chdbfetch >/dev/null
 	@$(GO) run ./internal/kafkabroker/cmd/kafkabroker fetch >/dev/null
+	@bash scripts/fetch-promtool.sh >/dev/null
 	@echo "deps cached in $(AGENTAUDIT_CACHE)"
 
 vet:
 	$(GO) vet ./...
-	@test -z "$$(gofmt -l cmd internal schema)" || { echo "gofmt needed:"; gofmt -l cmd internal schema; exit 1; }
+	@test -z "$$(gofmt -l cmd internal schema retention deploy)" || { echo "gofmt needed:"; gofmt -l cmd internal schema retention deploy; exit 1; }
 
 ## test: vet, then every test against the real engines (ClickHouse 26.7 via libchdb,
 ## kfake and a real Apache Kafka broker). Full log in $(TEST_LOG).

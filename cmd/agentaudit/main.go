@@ -36,8 +36,10 @@ func main() {
 		os.Exit(migrateMain(args))
 	case "run":
 		os.Exit(runMain(args))
+	case "retention":
+		os.Exit(retentionMain(args))
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q; want run, clickhouse or migrate\n", sub)
+		fmt.Fprintf(os.Stderr, "unknown command %q; want run, clickhouse, migrate or retention\n", sub)
 		os.Exit(2)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/ingest"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
 	"github.com/agentaudit/agentaudit/internal/otlphttp"
+	"github.com/agentaudit/agentaudit/internal/retention"
 	"github.com/agentaudit/agentaudit/internal/sim"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/internal/telemetry"
@@ -151,6 +152,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error
 	if err != nil {
 		return err
 	}
+	// A fresh database gets the default retention policy (hot/cold/delete
+	// TTLs with their floors); an operator's applied policy is never replaced.
+	rm, err := retention.New(conn, retention.Options{Database: chCfg.Database, Cluster: chCfg.Cluster, Logger: log})
+	if err != nil {
+		return err
+	}
+	if _, applied, err := rm.ApplyIfNone(ctx, retention.DefaultPolicy(), retention.ApplyOptions{Actor: "agentaudit run", Reason: "default policy on a fresh database"}); err != nil {
+		return fmt.Errorf("apply default retention policy: %w", err)
+	} else if applied {
+		log.Info("applied the default retention policy", "policy", "retention/default.yaml")
+	}
 
 	brokers := []string(cfg.Kafka.Brokers)
 	kafkaKind := "external"
@@ -190,7 +202,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return admin.Run(gctx) })
 	if cfg.runs("ingest") {
-		icfg := ingest.ServiceConfig{Ingest: cfg.Ingest, OTLPHTTP: cfg.OTLPHTTP}
+		icfg := ingest.ServiceConfig{Ingest: cfg.Ingest, OTLPHTTP: cfg.OTLPHTTP, ClickHouse: chCfg}
 		icfg.Ingest.Brokers = brokers
 		icfg.Ingest.SpansTopic, icfg.Ingest.EventsTopic = cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic
 		icfg.OTLPHTTP.Topic = cfg.Kafka.SpansTopic

@@ -38,7 +38,9 @@ func (c *ServiceConfig) Common() (*chstore.Config, *telemetry.Config) {
 // RunService runs the Kafka consumer and, when configured, the OTLP/HTTP
 // receiver that publishes to the spans topic, until ctx is cancelled.
 func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) error {
-	svc, err := New(cfg.Ingest, conn, db, log, reg)
+	target := cfg.ClickHouse
+	target.Database = db
+	svc, err := New(cfg.Ingest, conn, target, log, reg)
 	if err != nil {
 		return err
 	}

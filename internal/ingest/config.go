@@ -26,6 +26,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration      `yaml:"shutdown_timeout"`
 	SessionTimeout    time.Duration      `yaml:"session_timeout"`
 	HeartbeatInterval time.Duration      `yaml:"heartbeat_interval"`
+	LagInterval       time.Duration      `yaml:"lag_interval"`
 }
 
 // BatchConfig: a partition's batch is flushed when any limit is reached.
@@ -62,6 +63,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to flush and commit on shutdown or rebalance")
 	fs.DurationVar(&c.SessionTimeout, p+"kafka.session-timeout", 20*time.Second, "consumer group session timeout")
 	fs.DurationVar(&c.HeartbeatInterval, p+"kafka.heartbeat-interval", 2*time.Second, "consumer group heartbeat interval")
+	fs.DurationVar(&c.LagInterval, p+"kafka.lag-interval", 15*time.Second, "how often to measure the group's lag (high watermark - committed offset) per partition")
 }
 
 // Validate reports configuration errors.
@@ -97,5 +99,6 @@ func (c *Config) Validate() error {
 	}
 	positive("fetch_max_bytes", int64(c.FetchMaxBytes))
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
+	positive("kafka.lag_interval", int64(c.LagInterval))
 	return errors.Join(errs...)
 }

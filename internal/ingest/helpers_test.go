@@ -25,6 +25,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
 	"github.com/agentaudit/agentaudit/internal/migrate"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/schema"
 )
 
@@ -93,7 +94,13 @@ type env struct {
 	broker *kafkabroker.Broker
 	conn   driver.Conn
 	db     string
+	addr   string // ClickHouse native address
 	cfg    Config
+}
+
+// target is where ingest inserts.
+func (e *env) target() chstore.Config {
+	return chstore.Config{Addr: []string{e.addr}, Database: e.db, Username: "default", DialTimeout: 2 * time.Second, ReadTimeout: 30 * time.Second}
 }
 
 // newEnv gives a test a fresh database with the schema, a kfake broker with
@@ -115,7 +122,7 @@ func newEnv(t *testing.T, partitions int) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return &env{broker: b, conn: conn, db: db, cfg: testConfig(b.Addr())}
+	return &env{broker: b, conn: conn, db: db, addr: chtest.Addr(), cfg: testConfig(b.Addr())}
 }
 
 // newEnvOn is newEnv against the ClickHouse server at addr.
@@ -143,7 +150,7 @@ func newEnvOn(t *testing.T, partitions int, addr string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	return &env{broker: b, conn: conn, db: "agentaudit", cfg: testConfig(b.Addr())}
+	return &env{broker: b, conn: conn, db: "agentaudit", addr: addr, cfg: testConfig(b.Addr())}
 }
 
 func testConfig(broker string) Config {
@@ -178,8 +185,14 @@ func produce(t *testing.T, addr, topic string, msgs ...kafka.Message) {
 // startService runs the ingest service until the returned stop is called.
 func startService(t *testing.T, e *env, cfg Config) (stop func()) {
 	t.Helper()
+	return startServiceWith(t, e, cfg, prometheus.NewRegistry())
+}
+
+// startServiceWith is startService with the metrics in reg.
+func startServiceWith(t *testing.T, e *env, cfg Config, reg *prometheus.Registry) (stop func()) {
+	t.Helper()
 	log := slog.New(slog.NewJSONHandler(testLogWriter(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	svc, err := New(cfg, e.conn, e.db, log, prometheus.NewRegistry())
+	svc, err := New(cfg, e.conn, e.target(), log, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,4 +261,39 @@ func waitCounts(t *testing.T, conn driver.Conn, table string, want uint64, timeo
 		t.Fatalf("%s: count()=%d uniqExact(key)=%d, want both %d", table, rows, unique, want)
 	}
 	t.Logf("%s: count()=%d uniqExact(key)=%d (want %d)", table, rows, unique, want)
+}
+
+// metricSum is the sum of a metric's samples in reg whose labels include
+// every name=value pair of labels.
+func metricSum(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
 }

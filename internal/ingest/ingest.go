@@ -37,30 +37,34 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
 // Service is the ingest consumer.
 type Service struct {
 	cfg    Config
 	conn   driver.Conn
-	db     string
+	target chstore.Config
 	log    *slog.Logger
 	m      *metrics
 	dlq    *kafka.Writer
 	codecs map[string]codec // by topic
 }
 
-// New builds the service. conn must have database db as its default.
-func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+// New builds the service. conn must have target's database as its default;
+// inserts go over connections of their own to target (see
+// chstore.Inserter), recovery queries over conn.
+func New(cfg Config, conn driver.Conn, target chstore.Config, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Service{
-		cfg:  cfg,
-		conn: conn,
-		db:   db,
-		log:  log,
-		m:    newMetrics(reg),
+		cfg:    cfg,
+		conn:   conn,
+		target: target,
+		log:    log,
+		m:      newMetrics(reg),
 		dlq: &kafka.Writer{
 			Addr:                   kafka.TCP(cfg.Brokers...),
 			Balancer:               &kafka.Hash{},
@@ -72,7 +76,7 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 		codecs: map[string]codec{},
 	}
 	if cfg.SpansTopic != "" {
-		c, err := newSpanCodec(cfg, s.m)
+		c, err := newSpanCodec(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -115,6 +119,12 @@ func (s *Service) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { group.Close() })
 	defer stop()
 	defer group.Close()
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		s.watchLag(ctx, topics)
+	}()
+	defer func() { <-lagDone }()
 	s.log.Info("ingest consuming", "topics", topics, "group", s.cfg.GroupID)
 	for {
 		gen, err := group.Next(ctx)
@@ -146,7 +156,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) newCodec(topic string) (codec, error) {
 	switch s.codecs[topic].(type) {
 	case *spanCodec:
-		return newSpanCodec(s.cfg, s.m)
+		return newSpanCodec(s.cfg)
 	case *eventCodec:
 		return newEventCodec(s.cfg)
 	}

@@ -45,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "agentaudit_ingest_dead_letters_total", Help: "Messages sent to the dead-letter topic, by reason.",
 		}, []string{"topic", "reason"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "agentaudit_ingest_consumer_lag_messages", Help: "Messages behind the partition's high watermark after the last fetch.",
+			Name: "agentaudit_ingest_consumer_lag_messages", Help: "Messages between the partition's high watermark and the group's committed offset, measured every lag interval by each instance for every partition (aggregate with max by (topic, partition)); it grows while a partition is stalled.",
 		}, []string{"topic", "partition"}),
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentaudit_ingest_commits_total", Help: "Offset commits by outcome (ok, failed).",

@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
 // rowID is a row's origin within its topic partition.
@@ -114,6 +115,8 @@ func (w *worker) run(gctx context.Context) {
 		QueueCapacity: 100,
 	})
 	defer r.Close()
+	ins := chstore.NewInserter(w.s.target)
+	defer ins.Close()
 	start := w.committed
 	if start < 0 {
 		start = kafka.FirstOffset
@@ -124,13 +127,12 @@ func (w *worker) run(gctx context.Context) {
 	}
 
 	var (
-		b          = newBatch(w.c, w.s.conn)
+		b          = newBatch(w.c, ins)
 		dead       []kafka.Message
 		first      = int64(-1)
 		last       int64
 		bytes      int
 		batchStart time.Time
-		lagLabel   = w.s.m.lag.WithLabelValues(w.topic, strconv.Itoa(w.partition))
 	)
 	reset := func() {
 		b.reset()
@@ -167,10 +169,16 @@ func (w *worker) run(gctx context.Context) {
 		}
 		last = msg.Offset
 		bytes += len(msg.Value)
-		lagLabel.Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
 		w.s.m.bytes.WithLabelValues(w.topic).Add(float64(len(msg.Value)))
 
-		if _, err := b.add(w.stopCtx, fmt.Sprintf("%s/%d", w.topic, w.partition), msg, stored); err != nil {
+		a, err := b.add(fmt.Sprintf("%s/%d", w.topic, w.partition), msg, stored)
+		if a.skipped > 0 {
+			w.s.m.skipped.WithLabelValues(w.c.table()).Add(float64(a.skipped))
+		}
+		if a.unknownTenant > 0 {
+			w.s.m.unknown.Add(float64(a.unknownTenant))
+		}
+		if err != nil {
 			dead = append(dead, w.deadLetter(msg, err))
 			w.s.m.messages.WithLabelValues(w.topic, "dead_lettered").Inc()
 		} else {

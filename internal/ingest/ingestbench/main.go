@@ -38,10 +38,12 @@ func main() {
 	ingestBin := flag.String("ingest", "bin/ingest", "ingest binary")
 	serverBin := flag.String("agentaudit", "bin/agentaudit", "agentaudit binary (serves ClickHouse)")
 	work := flag.String("dir", ".cache/bench-ingest", "working directory")
+	keep := flag.Bool("keep", false, "keep the last run's database (inspect with: bin/agentaudit clickhouse -path DIR/clickhouse)")
 	profile := flag.Duration("profile", 0, "if set, take a CPU profile of ingest for this long during run 1 (written to -dir)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	profileFor = *profile
+	keepLast = *keep
 	if err := run(*traces, *events, *runs, *ingestBin, *serverBin, *work, log); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		os.Exit(1)
@@ -94,6 +96,7 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 	}
 	defer conn.Close()
 	var spansPS, eventsPS, rss, disk []float64
+	runsTotal = runs
 	for r := 1; r <= runs; r++ {
 		chBefore := cpuSeconds(ch.PID())
 		s, e, m, d, err := oneRun(ctx, r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events)
@@ -111,7 +114,11 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 	return nil
 }
 
-var profileFor time.Duration
+var (
+	profileFor time.Duration
+	keepLast   bool
+	runsTotal  int
+)
 
 // takeProfile saves a CPU profile of the ingest process from its admin port.
 func takeProfile(addr, path string, d time.Duration) {
@@ -128,6 +135,16 @@ func takeProfile(addr, path string, d time.Duration) {
 	defer f.Close()
 	_, _ = io.Copy(f, resp.Body)
 	fmt.Printf("cpu profile of ingest: %s (go tool pprof -top %s)\n", path, path)
+	// And the live heap at the end of that window.
+	if resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/heap", addr)); err == nil {
+		defer resp.Body.Close()
+		hp := strings.TrimSuffix(path, ".cpu.pprof") + ".heap.pprof"
+		if f, err := os.Create(hp); err == nil {
+			_, _ = io.Copy(f, resp.Body)
+			f.Close()
+			fmt.Printf("heap profile of ingest: %s (go tool pprof -sample_index=inuse_space -top %s)\n", hp, hp)
+		}
+	}
 }
 
 func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ingestBin, work string, wantSpans, wantEvents int64) (spansPS, eventsPS, rssMB, diskPerSpan float64, err error) {
@@ -192,7 +209,9 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	}
 	// Leave nothing behind that would merge in the background during the
 	// next run.
-	_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
+	if !keepLast || r < runsTotal {
+		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
+	}
 	return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, float64(bytes) / float64(rows), nil
 }
 

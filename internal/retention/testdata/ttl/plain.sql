@@ -1,0 +1,1 @@
+ts + toIntervalDay(30) TO VOLUME 'cold', ts + toIntervalDay(400) DELETE

@@ -1,0 +1,1 @@
+start_time + toIntervalSecond(30) TO VOLUME 'cold', start_time + toIntervalSecond(90) DELETE
