@@ -26,6 +26,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
 	"github.com/agentaudit/agentaudit/internal/migrate"
 	"github.com/agentaudit/agentaudit/internal/sim"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/schema"
 )
 
@@ -460,7 +461,7 @@ func testRestartWarm(t *testing.T, replayAll bool) {
 
 	// Ingest runs throughout: it is what the restarted detector warms from.
 	icfg := ingestConfig(e)
-	isvc, err := ingest.New(icfg, e.conn, e.db, testLog(), prometheus.NewRegistry())
+	isvc, err := ingest.New(icfg, e.conn, chstore.Config{Addr: []string{chtest.Addr()}, Database: e.db, Username: "default"}, testLog(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
