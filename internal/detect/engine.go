@@ -471,6 +471,13 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	return out
 }
 
+// NeedsSpans reports whether any enabled rule reads spans (token rates);
+// if not, span messages need not be decoded.
+func (e *Engine) NeedsSpans() bool {
+	r := e.enabled(RuleRateLimit)
+	return r != nil && r.Thresholds.Tokens > 0
+}
+
 // Spans evaluates the rules that need spans (token rates) on the spans of
 // one message. A chat span is attributed to the agent named on a span of
 // its trace in the same message, else to the agent of the audit events of

@@ -327,6 +327,9 @@ func (w *worker) run(gctx context.Context) {
 		lagLabel = s.m.lag.WithLabelValues(w.topic, strconv.Itoa(w.partition))
 		procLbl  = s.m.events.WithLabelValues(w.topic, "processed")
 		badLbl   = s.m.events.WithLabelValues(w.topic, "invalid")
+		skipLbl  = s.m.events.WithLabelValues(w.topic, "skipped")
+		// No enabled rule reads spans: count them, do not decode them.
+		needSpans = s.engine.NeedsSpans()
 	)
 	commit := func(final bool) {
 		if last >= 0 && (len(pending) == 0 || pending[len(pending)-1].offset != last+1) {
@@ -380,7 +383,9 @@ func (w *worker) run(gctx context.Context) {
 		}
 		lagLabel.Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
 		outs = outs[:0]
-		if isSpans {
+		if isSpans && !needSpans {
+			skipLbl.Inc()
+		} else if isSpans {
 			var derr error
 			scratch, _, derr = event.DecodeSpans(msg.Value, enc, s.cfg.Spans, scratch[:0])
 			if derr != nil {
