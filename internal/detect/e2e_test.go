@@ -580,12 +580,12 @@ func waitCommittedToEnd(t *testing.T, e *env, group string, partitions int, time
 		}
 		behind := int64(0)
 		for _, topic := range topics {
-			end := map[int]int64{}
-			for _, po := range ends.Topics[topic] {
-				end[po.Partition] = po.LastOffset
-			}
+			committed := map[int]int64{} // absent: nothing committed yet
 			for _, p := range com.Topics[topic] {
-				behind += end[p.Partition] - max(p.CommittedOffset, 0)
+				committed[p.Partition] = max(p.CommittedOffset, 0)
+			}
+			for _, po := range ends.Topics[topic] {
+				behind += po.LastOffset - committed[po.Partition]
 			}
 		}
 		if behind == 0 {
