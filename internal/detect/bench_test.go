@@ -45,7 +45,7 @@ func BenchmarkEngine(b *testing.B) {
 	}
 	rules, _ := ParseRules(nil)
 	caps := StateCaps{Agents: 100_000, Tokens: 100_000, Parents: 100_000, Traces: 100_000, Suppressions: 100_000, Revoked: 100_000}
-	e := NewEngine(rules, caps, nil, nil)
+	e := newEngine(rules, caps, nil, nil)
 	var outs []Outcome
 	b.ReportAllocs()
 	b.ResetTimer()

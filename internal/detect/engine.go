@@ -89,9 +89,9 @@ type Engine struct {
 	version uint64
 }
 
-// NewEngine builds an engine; m may be nil (no metrics), now nil means
+// newEngine builds an engine; m may be nil (no metrics), now nil means
 // time.Now.
-func NewEngine(rules *Rules, caps StateCaps, m *metrics, now func() time.Time) *Engine {
+func newEngine(rules *Rules, caps StateCaps, m *metrics, now func() time.Time) *Engine {
 	if now == nil {
 		now = time.Now
 	}

@@ -189,7 +189,7 @@ func TestRuleFixtures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				e := NewEngine(rules, testCaps(), nil, func() time.Time { return fixtureStart })
+				e := newEngine(rules, testCaps(), nil, func() time.Time { return fixtureStart })
 				var outs []Outcome
 				for _, in := range c.Input {
 					switch {

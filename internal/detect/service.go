@@ -44,7 +44,7 @@ func New(cfg Config, conn driver.Conn, actions Actions, log *slog.Logger, reg pr
 		return nil, err
 	}
 	m := newMetrics(reg)
-	s := &Service{cfg: cfg, conn: conn, log: log, m: m, actions: actions, engine: NewEngine(rules, cfg.State, m, nil)}
+	s := &Service{cfg: cfg, conn: conn, log: log, m: m, actions: actions, engine: newEngine(rules, cfg.State, m, nil)}
 	s.sink = &sink{s: s, in: make(chan item, 4096)}
 	return s, nil
 }
