@@ -1,7 +1,9 @@
 // Command agentaudit is the all-in-one: it runs the whole system on one
 // machine with embedded Kafka and ClickHouse (`agentaudit run`, the default),
-// serves an embedded ClickHouse alone (`agentaudit clickhouse`), or applies
-// schema migrations to a ClickHouse (`agentaudit migrate`).
+// serves an embedded ClickHouse alone (`agentaudit clickhouse`), applies
+// schema migrations to a ClickHouse (`agentaudit migrate`), manages retention
+// policies and legal holds (`agentaudit retention`), or verifies the
+// tamper-evident audit log (`agentaudit verify`).
 package main
 
 import (
@@ -38,8 +40,10 @@ func main() {
 		os.Exit(runMain(args))
 	case "retention":
 		os.Exit(retentionMain(args))
+	case "verify":
+		os.Exit(verifyMain(args))
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q; want run, clickhouse, migrate or retention\n", sub)
+		fmt.Fprintf(os.Stderr, "unknown command %q; want run, clickhouse, migrate, retention or verify\n", sub)
 		os.Exit(2)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
@@ -46,8 +47,18 @@ func newBatch(c codec, ins *chstore.Inserter) *batch { return &batch{c: c, ins: 
 
 func (b *batch) rows() int { return b.n }
 
+// sealer is implemented by codecs whose rows are sealed into the
+// integrity log (audit events).
+type sealer interface {
+	sealedEvents() []integrity.Sealed
+	resetSealed()
+}
+
 func (b *batch) reset() {
 	b.c.columns().reset()
+	if s, ok := b.c.(sealer); ok {
+		s.resetSealed()
+	}
 	b.msgs, b.n, b.token = 0, 0, ""
 }
 

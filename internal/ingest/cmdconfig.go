@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/otlphttp"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/internal/telemetry"
@@ -18,6 +19,7 @@ import (
 type ServiceConfig struct {
 	Ingest     Config           `yaml:"ingest"`
 	OTLPHTTP   otlphttp.Config  `yaml:"otlp_http"`
+	Integrity  integrity.Config `yaml:"integrity"`
 	ClickHouse chstore.Config   `yaml:"clickhouse"`
 	Telemetry  telemetry.Config `yaml:"telemetry"`
 }
@@ -26,6 +28,7 @@ type ServiceConfig struct {
 func (c *ServiceConfig) RegisterFlags(fs *flag.FlagSet) {
 	c.Ingest.RegisterFlagsWithPrefix("ingest.", fs)
 	c.OTLPHTTP.RegisterFlagsWithPrefix("otlp-http.", fs)
+	c.Integrity.RegisterFlagsWithPrefix("integrity.", fs)
 	c.ClickHouse.RegisterFlagsWithPrefix("clickhouse.", fs)
 	c.Telemetry.RegisterFlagsWithPrefix("telemetry.", "127.0.0.1:9465", fs)
 }
@@ -43,6 +46,17 @@ func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db st
 	svc, err := New(cfg.Ingest, conn, target, log, reg)
 	if err != nil {
 		return err
+	}
+	if cfg.Integrity.Enabled {
+		signer, err := integrity.NewSigner(cfg.Integrity)
+		if err != nil {
+			return err
+		}
+		if err := signer.Instrument(reg); err != nil {
+			return err
+		}
+		svc.SealWith(signer)
+		log.Info("sealing audit events into signed Merkle logs", "key_id", signer.KeyID())
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.Run(gctx) })

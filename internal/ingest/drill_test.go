@@ -3,6 +3,8 @@ package ingest
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/app"
 	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
 )
 
@@ -124,7 +127,15 @@ func TestDrillIngestKilledRepeatedlyLosesAndDoublesNothing(t *testing.T) {
 		"-ingest.batch.max-rows=4000", "-ingest.batch.max-age=300ms",
 		"-clickhouse.addr=" + chtest.Addr(), "-clickhouse.database=" + e.db,
 		"-telemetry.listen-address=127.0.0.1:0", "-telemetry.log-level=info", "-otlp-http.listen-address=",
+		"-integrity.enabled", "-integrity.checkpoint-interval=200ms",
 	}
+	// Every event is also sealed into its partition's Merkle log: the kills
+	// land between row insert, leaf insert, checkpoint and commit.
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AGENTAUDIT_INTEGRITY_KEY", base64.StdEncoding.EncodeToString(priv.Seed()))
 	kills := 0
 	for range 6 {
 		p := startIngestProc(t, logPath, args...)
@@ -160,6 +171,25 @@ func TestDrillIngestKilledRepeatedlyLosesAndDoublesNothing(t *testing.T) {
 	}
 	recovered := grepCount(t, logPath, "rows stored past its committed offset")
 	t.Logf("%d SIGKILLs; %d partition takeovers found rows stored but not committed, and skipped them", kills, recovered)
+
+	// The logs hold every event exactly once and verify against the rows.
+	var leaves, uniq uint64
+	if err := e.conn.QueryRow(context.Background(), "SELECT count(), uniqExact(event_id) FROM merkle_leaves").Scan(&leaves, &uniq); err != nil {
+		t.Fatal(err)
+	}
+	if leaves != events || uniq != events {
+		t.Errorf("merkle_leaves: count()=%d uniqExact(event_id)=%d, want both %d", leaves, uniq, events)
+	}
+	rep, err := integrity.Verify(context.Background(), e.conn, integrity.PublicKeys{integrity.KeyID(pub): pub}, integrity.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report strings.Builder
+	rep.WriteText(&report)
+	if !rep.Clean() {
+		t.Fatalf("integrity verify after the drill is not clean:\n%s", report.String())
+	}
+	t.Logf("integrity verify: clean; %d leaves in %d logs", leaves, len(rep.Logs))
 }
 
 // ClickHouse is killed for 20 seconds while data flows. Ingest retries,

@@ -4,12 +4,20 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/integrity"
 )
 
 type eventCodec struct {
 	dec *event.AuditDecoder
 	blk *eventBlock
+	// With sealing on, every valid event of the batch (stored now or by an
+	// earlier owner) is kept for the integrity log, in offset order.
+	sealing bool
+	sealed  []integrity.Sealed
 }
+
+func (c *eventCodec) sealedEvents() []integrity.Sealed { return c.sealed }
+func (c *eventCodec) resetSealed()                     { clear(c.sealed); c.sealed = c.sealed[:0] }
 
 func newEventCodec(cfg Config) (*eventCodec, error) {
 	dec, err := event.NewAuditDecoder(cfg.Events)
@@ -26,6 +34,14 @@ func (c *eventCodec) appendTo(write bool, msg kafka.Message, stored *storedSet) 
 	e, err := c.dec.Decode(msg.Value)
 	if err != nil {
 		return appended{}, err
+	}
+	if write && c.sealing {
+		// Sealed from the message as decoded, never from ClickHouse, and
+		// also when an earlier owner stored the row but died before its leaf
+		// was written.
+		ev := e
+		ev.SrcPartition, ev.SrcOffset, ev.SrcIndex = uint16(msg.Partition), uint64(msg.Offset), 0
+		c.sealed = append(c.sealed, integrity.Sealed{Offset: msg.Offset, Event: &ev})
 	}
 	if stored.has(msg.Offset, 0) {
 		return appended{skipped: 1}, nil

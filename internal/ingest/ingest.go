@@ -38,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
@@ -49,8 +50,14 @@ type Service struct {
 	log    *slog.Logger
 	m      *metrics
 	dlq    *kafka.Writer
-	codecs map[string]codec // by topic
+	codecs map[string]codec  // by topic
+	signer *integrity.Signer // nil: audit events are not sealed
 }
+
+// SealWith makes the service seal every stored audit event into the
+// integrity log of its partition (see internal/integrity), signing
+// checkpoints with signer. Call before Run.
+func (s *Service) SealWith(signer *integrity.Signer) { s.signer = signer }
 
 // New builds the service. conn must have target's database as its default;
 // inserts go over connections of their own to target (see

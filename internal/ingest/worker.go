@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
@@ -75,6 +76,7 @@ type worker struct {
 
 	log     *slog.Logger
 	stopCtx context.Context // outlives the generation by ShutdownTimeout, for the last flush
+	seal    *integrity.Log  // the partition's integrity log; nil when not sealing
 }
 
 func (w *worker) run(gctx context.Context) {
@@ -103,6 +105,21 @@ func (w *worker) run(gctx context.Context) {
 	if stored != nil {
 		w.log.Info("partition has rows stored past its committed offset; they will not be written again",
 			"offset", from, "stored_rows", len(stored.rows), "stored_max_offset", stored.max)
+	}
+	if ec, ok := w.c.(*eventCodec); ok && w.s.signer != nil {
+		for attempt := 0; ; attempt++ {
+			l, err := integrity.OpenLog(gctx, w.s.conn, w.s.signer, w.partition)
+			if err == nil {
+				w.seal, ec.sealing = l, true
+				break
+			}
+			if gctx.Err() != nil {
+				return
+			}
+			w.s.m.retries.WithLabelValues(table, "recover").Inc()
+			w.log.Warn("cannot open the partition's integrity log yet; retrying", "err", err)
+			sleepCtx(gctx, backoff(w.s.cfg.Retry, attempt))
+		}
 	}
 
 	r := kafka.NewReader(kafka.ReaderConfig{
@@ -143,6 +160,11 @@ func (w *worker) run(gctx context.Context) {
 		fctx, cancel := gctx, context.CancelFunc(func() {})
 		if first >= 0 {
 			fctx, cancel = context.WithDeadline(gctx, batchStart.Add(w.s.cfg.Batch.MaxAge))
+		} else if w.seal != nil {
+			// Idle, but the last leaves may not be in a signed checkpoint
+			// yet: wake up to sign them (an event is provable about a
+			// checkpoint interval after it was stored, traffic or not).
+			fctx, cancel = context.WithTimeout(gctx, w.s.signer.CheckpointInterval())
 		}
 		msg, err := r.FetchMessage(fctx)
 		cancel()
@@ -156,6 +178,10 @@ func (w *worker) run(gctx context.Context) {
 				}
 				return
 			case errors.Is(err, context.DeadlineExceeded):
+				if first < 0 {
+					w.checkpoint(w.stopCtx)
+					continue
+				}
 				w.flush(b, dead, first, last)
 				reset()
 			default:
@@ -239,6 +265,26 @@ func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 		w.s.m.rows.WithLabelValues(table).Add(float64(n))
 		w.s.m.batchRows.WithLabelValues(table).Observe(float64(n))
 	}
+	if w.seal != nil {
+		// Leaves after the rows are acknowledged, offsets committed after
+		// the leaves: a committed offset whose event has no leaf would
+		// never be sealed (verify would call the row inserted).
+		evs := w.c.(sealer).sealedEvents()
+		for attempt := 0; len(evs) > 0; attempt++ {
+			err := w.seal.Append(ctx, evs)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || errors.Is(err, integrity.ErrOutOfOrder) {
+				w.log.Warn("giving up sealing a batch; it will be consumed again", "err", err, "offset", first)
+				return false
+			}
+			w.s.m.retries.WithLabelValues(table, "seal").Inc()
+			w.log.Warn("sealing into the integrity log failed; retrying", "err", err, "events", len(evs), "attempt", attempt+1)
+			sleepCtx(ctx, backoff(w.s.cfg.Retry, attempt))
+		}
+		w.checkpoint(ctx)
+	}
 	err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: last + 1}})
 	w.s.m.flushSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -297,4 +343,15 @@ func truncateDeadLetters(dead []kafka.Message) []kafka.Message {
 		out[i] = m
 	}
 	return out
+}
+
+// checkpoint signs the partition's integrity log if it is due. A failure is
+// not fatal: the leaves are stored, and the next flush or idle tick signs.
+func (w *worker) checkpoint(ctx context.Context) {
+	if w.seal == nil {
+		return
+	}
+	if _, err := w.seal.Checkpoint(ctx, false); err != nil {
+		w.log.Warn("integrity checkpoint failed; the next one will cover it", "err", err)
+	}
 }

@@ -1,0 +1,401 @@
+package integrity
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/google/uuid"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+
+	"github.com/agentaudit/agentaudit/internal/event"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	// ErrLogCorrupt: merkle_leaves of a log is not a dense sequence of
+	// leaves in offset order, or disagrees with the log's latest validly
+	// signed checkpoint. Ingest must not extend such a log (it would sign
+	// over the damage); run verify.
+	ErrLogCorrupt = errors.New("integrity log corrupt")
+	// ErrOutOfOrder: Append got offsets that do not increase, or an event
+	// whose src_partition/src_offset disagree with its Sealed offset.
+	ErrOutOfOrder = errors.New("events not in offset order")
+)
+
+// LogID is the id of the log of a partition of the audit events topic.
+func LogID(partition int) string { return "audit_events/" + strconv.Itoa(partition) }
+
+// Sealed is one event to append: its Kafka offset and the event as decoded
+// from Kafka (with SrcPartition/SrcOffset set as stored).
+type Sealed struct {
+	Offset int64
+	Event  *event.AuditEvent
+}
+
+// Log is the in-memory state of one partition's Merkle log: the compact
+// range over its leaves (O(log n) hashes), the highest sealed offset and the
+// latest checkpoint. It is owned by one partition worker; not safe for
+// concurrent use.
+//
+// Why one log per partition: Kafka orders a partition and exactly one
+// consumer of the group owns it at a time, so the leaf order (offset order)
+// is fixed by the broker, not by which ingest instance or batch handled an
+// event. A redelivered message has an offset <= LastOffset and is ignored;
+// after a crash the new owner rebuilds the state from merkle_leaves and
+// re-consumption from the committed offset appends exactly the missing
+// leaves. Several ingest instances therefore never write the same log at
+// once except for a zombie of an old generation, which computes the very
+// same leaves for the same offsets.
+type Log struct {
+	conn      driver.Conn
+	signer    *Signer
+	id        string
+	partition int
+	rng       *compact.Range
+	lastOff   int64
+	cpSize    uint64
+	cpTime    time.Time
+	now       func() time.Time
+	// sealedAt: end times of the Appends not yet covered by a checkpoint
+	// (for the proof lag metric).
+	sealedAt []time.Time
+}
+
+// leafRow is one row of merkle_leaves.
+type leafRow struct {
+	LogID       string    `ch:"log_id"`
+	LeafIndex   uint64    `ch:"leaf_index"`
+	SrcOffset   uint64    `ch:"src_offset"`
+	EventID     uuid.UUID `ch:"event_id"`
+	TenantID    string    `ch:"tenant_id"`
+	TS          time.Time `ch:"ts"`
+	LeafHash    string    `ch:"leaf_hash"`
+	FieldDigest string    `ch:"field_digest"`
+}
+
+func rangeFactory() *compact.RangeFactory {
+	return &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+}
+
+// OpenLog loads the state of partition's log. It starts from the latest
+// checkpoint signed by one of signer's keys: that row carries the compact
+// range of the tree at its size, which is authentic when its root is the
+// signed root (finding another range with that root means a SHA-256
+// collision); only the leaves after it are read from merkle_leaves. Without
+// such a checkpoint every leaf is read. Leaves read must be dense and in
+// offset order, else ErrLogCorrupt; verify names the damage.
+func OpenLog(ctx context.Context, conn driver.Conn, signer *Signer, partition int) (*Log, error) {
+	l := &Log{conn: conn, signer: signer, id: LogID(partition), partition: partition, lastOff: -1, now: time.Now}
+	cps, err := latestCheckpoints(ctx, conn, l.id, 16, true)
+	if err != nil {
+		return nil, err
+	}
+	l.rng = rangeFactory().NewEmptyRange(0)
+	for _, cp := range cps {
+		if verifyRow(cp, signer.PublicKeys()) != nil {
+			continue // a forged row must not set the pace (a huge size or a future ts would stop checkpoints)
+		}
+		if l.cpTime.IsZero() {
+			l.cpSize, l.cpTime = cp.Size, cp.TS
+		}
+		rng, err := rangeFactory().NewRange(0, cp.Size, cp.Range)
+		if err != nil {
+			continue
+		}
+		if root, err := rng.GetRootHash(nil); err != nil || !bytes.Equal(root, cp.Root) {
+			continue
+		}
+		var n, off uint64
+		if err := conn.QueryRow(ctx, "SELECT count(), any(src_offset) FROM merkle_leaves WHERE log_id = ? AND leaf_index = ?", l.id, cp.Size-1).Scan(&n, &off); err != nil {
+			return nil, fmt.Errorf("open log %s: read last sealed offset: %w", l.id, err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("open log %s: %w: leaf %d of the checkpoint is missing", l.id, ErrLogCorrupt, cp.Size-1)
+		}
+		l.rng, l.lastOff = rng, int64(off)
+		break
+	}
+	err = scanLeaves(ctx, conn, l.id, l.rng.End(), 0, "leaf_index, src_offset, leaf_hash", func(r *leafRow) error {
+		if int64(r.SrcOffset) <= l.lastOff {
+			return fmt.Errorf("%w: leaf %d has offset %d after offset %d", ErrLogCorrupt, r.LeafIndex, r.SrcOffset, l.lastOff)
+		}
+		l.lastOff = int64(r.SrcOffset)
+		return l.rng.Append([]byte(r.LeafHash), nil)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open log %s: %w", l.id, err)
+	}
+	return l, nil
+}
+
+// ID returns the log id.
+func (l *Log) ID() string { return l.id }
+
+// Size returns the number of leaves.
+func (l *Log) Size() uint64 { return l.rng.End() }
+
+// LastOffset returns the highest sealed Kafka offset, -1 for an empty log.
+func (l *Log) LastOffset() int64 { return l.lastOff }
+
+// Root returns the current root hash (the RFC 6962 empty root for size 0).
+func (l *Log) Root() []byte {
+	if l.rng.End() == 0 {
+		return rfc6962.DefaultHasher.EmptyRoot()
+	}
+	root, _ := l.rng.GetRootHash(nil) // a range from 0 always has a root
+	return root
+}
+
+// Append seals evs, given in increasing offset order, as the next leaves.
+// Offsets <= LastOffset are redeliveries and ignored. The new leaves are
+// written in ONE insert whose insert_deduplication_token is derived from
+// their content, so a retry after an unknown outcome is deduplicated by the
+// server; the in-memory state advances only after ClickHouse acknowledged.
+// On error nothing changed in memory and the call can be retried (or the
+// Log dropped and reopened).
+func (l *Log) Append(ctx context.Context, evs []Sealed) error {
+	first := 0
+	for first < len(evs) && evs[first].Offset <= l.lastOff {
+		first++
+	}
+	evs = evs[first:]
+	if len(evs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	size := l.rng.End()
+	hashes := make([][]byte, len(evs))
+	digests := make([][]byte, len(evs))
+	tok := sha256.New()
+	prev := l.lastOff
+	for i, s := range evs {
+		ev := s.Event
+		if s.Offset <= prev || ev.SrcOffset != uint64(s.Offset) || int(ev.SrcPartition) != l.partition {
+			return fmt.Errorf("append to %s at offset %d: %w", l.id, s.Offset, ErrOutOfOrder)
+		}
+		prev = s.Offset
+		hashes[i], digests[i] = leafAndDigest(ev)
+		tok.Write(hashes[i])
+	}
+	// Sending the same leaves at the same index again (a retry, or a
+	// restarted worker re-sealing what a lost ack had already stored) gives
+	// the same token, so the server drops the duplicate block.
+	token := fmt.Sprintf("leaves:%s:%d:%d:%s", l.id, size, len(evs), hex.EncodeToString(tok.Sum(nil)[:16]))
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
+	batch, err := l.conn.PrepareBatch(ctx, "INSERT INTO merkle_leaves (log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest)")
+	if err != nil {
+		return fmt.Errorf("prepare merkle_leaves insert: %w", err)
+	}
+	for i, s := range evs {
+		ev := s.Event
+		if err := batch.Append(l.id, size+uint64(i), uint64(s.Offset), ev.EventID, ev.TenantID, ev.TS, string(hashes[i]), string(digests[i])); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("append leaf: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert %d leaves into merkle_leaves: %w", len(evs), err)
+	}
+	for _, h := range hashes {
+		if err := l.rng.Append(h, nil); err != nil {
+			return fmt.Errorf("extend compact range: %w", err)
+		}
+	}
+	l.lastOff = prev
+	if m := l.signer.metrics; m != nil {
+		m.leaves.Add(float64(len(evs)))
+		m.appendSecs.Observe(time.Since(start).Seconds())
+		l.sealedAt = append(l.sealedAt, time.Now())
+	}
+	return nil
+}
+
+// Checkpoint signs and stores a checkpoint of the current tree when the
+// size grew since the last one and CheckpointInterval has passed since it
+// (or force). It returns nil, nil when there was nothing to do. With
+// PublishDir set, a non-nil checkpoint together with an error means the
+// checkpoint is stored but its copy in PublishDir failed (the next one
+// will overwrite it); do not retry. A crash
+// before or after the insert is harmless: the tree is rebuilt from
+// merkle_leaves and the next call signs it again.
+func (l *Log) Checkpoint(ctx context.Context, force bool) (*Checkpoint, error) {
+	size := l.rng.End()
+	now := l.now()
+	if size == 0 || size <= l.cpSize || (!force && now.Sub(l.cpTime) < l.signer.interval) {
+		return nil, nil
+	}
+	cp := l.signer.sign(l.id, size, l.Root(), now)
+	cp.Range = l.rng.Hashes()
+	if err := insertCheckpoint(ctx, l.conn, cp); err != nil {
+		return nil, err
+	}
+	l.cpSize, l.cpTime = size, cp.TS
+	if m := l.signer.metrics; m != nil {
+		m.checkpoints.Inc()
+		done := time.Now()
+		for _, t := range l.sealedAt {
+			m.proofLag.Observe(done.Sub(t).Seconds())
+		}
+		l.sealedAt = l.sealedAt[:0]
+	}
+	if l.signer.publish != "" {
+		if err := publish(l.signer.publish, cp); err != nil {
+			return cp, err // stored and valid; only the copy failed
+		}
+	}
+	return cp, nil
+}
+
+// publish writes cp's note to dir atomically (temp file + rename).
+func publish(dir string, cp *Checkpoint) error {
+	name := filepath.Join(dir, strings.ReplaceAll(cp.Origin, "/", "_")+".checkpoint")
+	f, err := os.CreateTemp(dir, ".checkpoint-*")
+	if err != nil {
+		return fmt.Errorf("publish checkpoint: %w", err)
+	}
+	_, err = f.WriteString(cp.Note)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("publish checkpoint to %s: %w", name, err)
+	}
+	return nil
+}
+
+func insertCheckpoint(ctx context.Context, conn driver.Conn, cp *Checkpoint) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+		"insert_deduplication_token": "checkpoint:" + cp.LogID + ":" + strconv.FormatUint(cp.Size, 10) + ":" + hex.EncodeToString(cp.Signature[:8]),
+	}))
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO checkpoints (log_id, size, root_hash, ts, key_id, signature, note, compact_range)")
+	if err != nil {
+		return fmt.Errorf("prepare checkpoints insert: %w", err)
+	}
+	rng := make([]string, len(cp.Range))
+	for i, h := range cp.Range {
+		rng[i] = string(h)
+	}
+	if err := batch.Append(cp.LogID, cp.Size, string(cp.Root), cp.TS, cp.KeyID, string(cp.Signature), cp.Note, rng); err != nil {
+		_ = batch.Abort()
+		return fmt.Errorf("append checkpoint: %w", err)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("insert checkpoint of %s at size %d: %w", cp.LogID, cp.Size, err)
+	}
+	return nil
+}
+
+// checkpointRow is one row of checkpoints.
+type checkpointRow struct {
+	LogID     string    `ch:"log_id"`
+	Size      uint64    `ch:"size"`
+	RootHash  string    `ch:"root_hash"`
+	TS        time.Time `ch:"ts"`
+	KeyID     string    `ch:"key_id"`
+	Signature string    `ch:"signature"`
+	Note      string    `ch:"note"`
+	Range     []string  `ch:"compact_range"`
+}
+
+func (r *checkpointRow) checkpoint() *Checkpoint {
+	cp := &Checkpoint{LogID: r.LogID, Size: r.Size, Root: []byte(r.RootHash), TS: r.TS, KeyID: r.KeyID, Signature: []byte(r.Signature), Note: r.Note}
+	for _, h := range r.Range {
+		cp.Range = append(cp.Range, []byte(h))
+	}
+	return cp
+}
+
+// checkpointCols are the columns of a checkpoint without its compact range
+// (only OpenLog needs that: ~log2(size) hashes per row).
+const checkpointCols = "log_id, size, root_hash, ts, key_id, signature, note"
+
+// latestCheckpoints returns up to n checkpoint rows of logID, largest size
+// (then newest) first; withRange also reads their compact ranges.
+func latestCheckpoints(ctx context.Context, conn driver.Conn, logID string, n int, withRange bool) ([]*Checkpoint, error) {
+	cols := checkpointCols
+	if withRange {
+		cols += ", compact_range"
+	}
+	var rows []checkpointRow
+	if err := conn.Select(ctx, &rows, "SELECT "+cols+" FROM checkpoints WHERE log_id = ? ORDER BY size DESC, ts DESC LIMIT ?", logID, n); err != nil {
+		return nil, fmt.Errorf("read checkpoints of %s: %w", logID, err)
+	}
+	out := make([]*Checkpoint, len(rows))
+	for i := range rows {
+		out[i] = rows[i].checkpoint()
+	}
+	return out, nil
+}
+
+// scanLeaves streams the leaves of logID with from <= leaf_index < limit (0: no limit)
+// in index order, checking that they are dense from 0 and in offset order;
+// an exact duplicate row (a retry the server did not deduplicate, before
+// ReplacingMergeTree merged it) is skipped, a conflicting one is
+// ErrLogCorrupt.
+func scanLeaves(ctx context.Context, conn driver.Conn, logID string, from, limit uint64, cols string, fn func(*leafRow) error) error {
+	q := "SELECT " + cols + " FROM merkle_leaves WHERE log_id = ?"
+	args := []any{logID}
+	if from > 0 {
+		q += " AND leaf_index >= ?"
+		args = append(args, from)
+	}
+	if limit > 0 {
+		q += " AND leaf_index < ?"
+		args = append(args, limit)
+	}
+	rows, err := conn.Query(ctx, q+" ORDER BY leaf_index", args...)
+	if err != nil {
+		return fmt.Errorf("read merkle_leaves: %w", err)
+	}
+	defer rows.Close()
+	var prev leafRow
+	next := from
+	for rows.Next() {
+		var r leafRow
+		if err := rows.ScanStruct(&r); err != nil {
+			return fmt.Errorf("scan merkle_leaves: %w", err)
+		}
+		if next > from && r.LeafIndex == next-1 {
+			if r.LeafHash != prev.LeafHash || r.SrcOffset != prev.SrcOffset {
+				return fmt.Errorf("%w: two different leaves at index %d", ErrLogCorrupt, r.LeafIndex)
+			}
+			continue
+		}
+		if r.LeafIndex != next {
+			return fmt.Errorf("%w: leaf %d missing", ErrLogCorrupt, next)
+		}
+		if next > from && r.SrcOffset <= prev.SrcOffset {
+			return fmt.Errorf("%w: leaf %d has offset %d after offset %d", ErrLogCorrupt, r.LeafIndex, r.SrcOffset, prev.SrcOffset)
+		}
+		if len(r.LeafHash) != 32 {
+			return fmt.Errorf("%w: leaf %d hash is not 32 bytes", ErrLogCorrupt, r.LeafIndex)
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+		prev, next = r, next+1
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read merkle_leaves: %w", err)
+	}
+	if limit > 0 && next < limit {
+		return fmt.Errorf("%w: %d leaves, want %d", ErrLogCorrupt, next, limit)
+	}
+	return nil
+}
