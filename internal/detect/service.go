@@ -1,0 +1,457 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/agentaudit/agentaudit/internal/event"
+)
+
+// Service is the detector: consumer, engine and sink.
+type Service struct {
+	cfg     Config
+	conn    driver.Conn
+	log     *slog.Logger
+	m       *metrics
+	engine  *Engine
+	actions Actions
+	sink    *sink
+
+	// aborted makes Run return without the final store, act and commit,
+	// as a killed process would (tests).
+	aborted atomic.Bool
+}
+
+// New builds the detector. conn must have the agentaudit database as its
+// default; actions receives stored detections.
+func New(cfg Config, conn driver.Conn, actions Actions, log *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rules, err := LoadRules(cfg.RulesFile)
+	if err != nil {
+		return nil, err
+	}
+	m := newMetrics(reg)
+	s := &Service{cfg: cfg, conn: conn, log: log, m: m, actions: actions, engine: newEngine(rules, cfg.State, m, nil)}
+	s.sink = &sink{s: s, in: make(chan item, 4096)}
+	return s, nil
+}
+
+// Engine returns the service's engine (tests, the benchmark).
+func (s *Service) Engine() *Engine { return s.engine }
+
+// Run warms the state from ClickHouse, then consumes until ctx is
+// cancelled; it then stores, acts on and commits what was consumed.
+func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.WarmLookback > 0 {
+		for attempt := 0; ; attempt++ {
+			st, err := s.engine.Warm(ctx, s.conn, s.cfg.WarmLookback)
+			if err == nil {
+				s.log.Info("state warmed from clickhouse", "agents", st.Agents, "bindings", st.Bindings, "parents", st.Parents,
+					"revoked", st.Revoked, "open_detections", st.Detections, "rate_buckets", st.RateBuckets, "traces", st.Traces)
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("warm state from clickhouse failed; retrying", "err", err)
+			sleepCtx(ctx, backoff(s.cfg.Retry, attempt))
+		}
+	}
+	topics := []string{s.cfg.EventsTopic}
+	if s.cfg.SpansTopic != "" {
+		topics = append(topics, s.cfg.SpansTopic)
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                s.cfg.GroupID,
+		Brokers:           s.cfg.Brokers,
+		Topics:            topics,
+		StartOffset:       kafka.FirstOffset,
+		SessionTimeout:    s.cfg.SessionTimeout,
+		RebalanceTimeout:  s.cfg.SessionTimeout,
+		HeartbeatInterval: s.cfg.HeartbeatInterval,
+		JoinGroupBackoff:  time.Second,
+		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { s.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...)) }),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group: %w", err)
+	}
+	// The sink outlives the workers by ShutdownTimeout so that their last
+	// outcomes are stored and acted on before the final commit.
+	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSink()
+	sinkDone := make(chan struct{})
+	go func() { defer close(sinkDone); s.sink.run(sinkCtx) }()
+	defer func() { stopSink(); <-sinkDone }()
+
+	stopGauges := s.gauges(ctx)
+	defer stopGauges()
+
+	stop := context.AfterFunc(ctx, func() { group.Close() })
+	defer stop()
+	defer group.Close()
+	s.log.Info("detector consuming", "topics", topics, "group", s.cfg.GroupID)
+	for {
+		gen, err := group.Next(ctx)
+		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
+			return nil
+		}
+		if err != nil {
+			s.log.Warn("join consumer group", "err", err)
+			continue
+		}
+		n := 0
+		for topic, parts := range gen.Assignments {
+			for _, pa := range parts {
+				w := &worker{s: s, gen: gen, topic: topic, partition: pa.ID, committed: pa.Offset}
+				gen.Start(w.run)
+				n++
+			}
+		}
+		s.log.Info("consumer group generation", "generation", gen.ID, "partitions", n)
+	}
+}
+
+func (s *Service) gauges(ctx context.Context) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			for k, v := range s.engine.StateSizes() {
+				s.m.stateActors.WithLabelValues(k).Set(float64(v))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() { cancel(); wg.Wait() }
+}
+
+// item is one outcome on its way to the store and the action sink.
+type item struct {
+	o   Outcome
+	seq uint64
+	at  time.Time // Kafka timestamp of the triggering message
+}
+
+// sink stores outcomes in batches and then acts on them, in order. seq
+// numbers outcomes as submitted; done is the highest seq stored and acted.
+type sink struct {
+	s         *Service
+	in        chan item
+	mu        sync.Mutex // orders seq assignment with channel order
+	submitted atomic.Uint64
+	done      atomic.Uint64
+}
+
+func (k *sink) submit(ctx context.Context, o Outcome, at time.Time) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	it := item{o: o, seq: k.submitted.Load() + 1, at: at}
+	select {
+	case k.in <- it:
+		k.submitted.Store(it.seq)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (k *sink) run(ctx context.Context) {
+	var batch []item
+	for {
+		batch = batch[:0]
+		select {
+		case it := <-k.in:
+			batch = append(batch, it)
+		case <-ctx.Done():
+			return
+		}
+	more:
+		for len(batch) < k.s.cfg.InsertMaxRows {
+			select {
+			case it := <-k.in:
+				batch = append(batch, it)
+			default:
+				break more
+			}
+		}
+		if !k.flush(ctx, batch) {
+			return
+		}
+		k.done.Store(batch[len(batch)-1].seq)
+	}
+}
+
+// flush stores the batch (latest version per detection), then acts. It
+// retries each step until it succeeds or ctx ends (false).
+func (k *sink) flush(ctx context.Context, batch []item) bool {
+	s := k.s
+	type acc struct {
+		d              event.Detection
+		notify, revoke bool
+		isNew          bool
+		at             time.Time
+	}
+	idx := map[[16]byte]int{}
+	var accs []acc
+	for _, it := range batch {
+		id := it.o.Detection.ID
+		i, ok := idx[id]
+		if !ok {
+			i = len(accs)
+			idx[id] = i
+			accs = append(accs, acc{at: it.at})
+		}
+		a := &accs[i]
+		if it.o.Detection.Version >= a.d.Version {
+			a.d = it.o.Detection
+		}
+		a.notify = a.notify || it.o.Notify
+		a.revoke = a.revoke || it.o.Revoke
+		a.isNew = a.isNew || it.o.New
+	}
+	rows := make([]event.Detection, len(accs))
+	for i := range accs {
+		rows[i] = accs[i].d
+	}
+	for attempt := 0; ; attempt++ {
+		err := insertDetections(ctx, s.conn, rows)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.m.insertErrs.Inc()
+		s.log.Warn("insert detections failed; retrying", "err", err, "batch_rows", len(rows))
+		sleepCtx(ctx, backoff(s.cfg.Retry, attempt))
+	}
+	now := time.Now()
+	for i := range accs {
+		if a := &accs[i]; a.isNew {
+			s.m.detections.WithLabelValues(a.d.RuleID, string(a.d.Severity)).Inc()
+			if !a.at.IsZero() {
+				s.m.latency.Observe(now.Sub(a.at).Seconds())
+			}
+		}
+	}
+	for i := range accs {
+		a := &accs[i]
+		if !a.notify && !a.revoke {
+			continue
+		}
+		for attempt := 0; ; attempt++ {
+			err := s.actions.Act(withMessageTime(ctx, a.at), a.d, a.revoke)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+			s.m.actErrors.Inc()
+			s.log.Warn("action sink failed; retrying", "err", err, "rule_id", a.d.RuleID, "detection_id", a.d.ID)
+			sleepCtx(ctx, backoff(s.cfg.Retry, attempt))
+		}
+	}
+	return true
+}
+
+// worker owns one topic partition for the lifetime of a generation.
+type worker struct {
+	s         *Service
+	gen       *kafka.Generation
+	topic     string
+	partition int
+	committed int64
+}
+
+// pendingCommit: offset may be committed once the sink's done reaches seq.
+type pendingCommit struct {
+	offset int64
+	seq    uint64
+}
+
+func (w *worker) run(gctx context.Context) {
+	s := w.s
+	log := s.log.With("topic", w.topic, "partition", w.partition)
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:       s.cfg.Brokers,
+		Topic:         w.topic,
+		Partition:     w.partition,
+		MinBytes:      1,
+		MaxBytes:      s.cfg.FetchMaxBytes,
+		MaxWait:       s.cfg.FetchMaxWait,
+		QueueCapacity: 1000,
+	})
+	defer r.Close()
+	start := w.committed
+	if start < 0 {
+		start = kafka.FirstOffset
+	}
+	if err := r.SetOffset(start); err != nil {
+		log.Error("set offset", "err", err)
+		return
+	}
+	isSpans := w.topic == s.cfg.SpansTopic && w.topic != s.cfg.EventsTopic
+	dec, err := event.NewAuditDecoder(s.cfg.Events)
+	if err != nil {
+		log.Error("audit decoder", "err", err)
+		return
+	}
+	enc := event.Encoding(s.cfg.SpansEncoding)
+	var (
+		outs     []Outcome
+		scratch  []event.Span
+		pending  []pendingCommit
+		last     = int64(-1)
+		lastSeq  uint64
+		lastTick = time.Now()
+		lagLabel = s.m.lag.WithLabelValues(w.topic, strconv.Itoa(w.partition))
+		procLbl  = s.m.events.WithLabelValues(w.topic, "processed")
+		badLbl   = s.m.events.WithLabelValues(w.topic, "invalid")
+		skipLbl  = s.m.events.WithLabelValues(w.topic, "skipped")
+		// No enabled rule reads spans: count them, do not decode them.
+		needSpans = s.engine.NeedsSpans()
+	)
+	commit := func(final bool) {
+		if last >= 0 && (len(pending) == 0 || pending[len(pending)-1].offset != last+1) {
+			pending = append(pending, pendingCommit{offset: last + 1, seq: lastSeq})
+		}
+		if final {
+			// Wait, within ShutdownTimeout, for the sink to store and act on
+			// everything this partition submitted.
+			deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+			for s.sink.done.Load() < lastSeq && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		done := s.sink.done.Load()
+		to := int64(-1)
+		n := 0
+		for _, p := range pending {
+			if p.seq > done {
+				break
+			}
+			to = p.offset
+			n++
+		}
+		pending = pending[n:]
+		if to < 0 {
+			return
+		}
+		if err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: to}}); err != nil {
+			log.Warn("offset commit failed", "err", err, "offset", to)
+		}
+	}
+	for {
+		fctx, cancel := context.WithTimeout(gctx, s.cfg.CommitInterval)
+		msg, err := r.FetchMessage(fctx)
+		cancel()
+		if err != nil {
+			switch {
+			case gctx.Err() != nil:
+				if !s.aborted.Load() {
+					commit(true)
+				}
+				return
+			case errors.Is(err, context.DeadlineExceeded):
+			default:
+				log.Warn("fetch", "err", err)
+				sleepCtx(gctx, backoff(s.cfg.Retry, 0))
+			}
+			commit(false)
+			lastTick = time.Now()
+			continue
+		}
+		lagLabel.Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
+		outs = outs[:0]
+		if isSpans && !needSpans {
+			skipLbl.Inc()
+		} else if isSpans {
+			var derr error
+			scratch, _, derr = event.DecodeSpans(msg.Value, enc, s.cfg.Spans, scratch[:0])
+			if derr != nil {
+				badLbl.Inc()
+			} else {
+				procLbl.Inc()
+				outs = s.engine.Spans(scratch, outs)
+			}
+			clear(scratch)
+		} else {
+			ev, derr := dec.Decode(msg.Value)
+			if derr != nil {
+				badLbl.Inc() // ingest dead-letters it; the detector skips it
+			} else {
+				procLbl.Inc()
+				outs = s.engine.Event(&ev, outs)
+			}
+		}
+		for _, o := range outs {
+			if err := s.sink.submit(gctx, o, msg.Time); err != nil {
+				return // generation ended while the sink was full: not committed
+			}
+			lastSeq = s.sink.submitted.Load()
+		}
+		last = msg.Offset
+		if time.Since(lastTick) >= s.cfg.CommitInterval {
+			commit(false)
+			lastTick = time.Now()
+		}
+	}
+}
+
+// backoff returns the wait before retry attempt n (0-based): exponential,
+// capped, with full jitter.
+func backoff(cfg RetryConfig, attempt int) time.Duration {
+	d := cfg.MinBackoff << min(attempt, 20)
+	if d <= 0 || d > cfg.MaxBackoff {
+		d = cfg.MaxBackoff
+	}
+	return time.Duration(rand.Int64N(int64(d)) + 1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+type messageTimeKey struct{}
+
+func withMessageTime(ctx context.Context, t time.Time) context.Context {
+	if t.IsZero() {
+		return ctx
+	}
+	return context.WithValue(ctx, messageTimeKey{}, t)
+}
+
+// MessageTime returns, inside Actions.Act, the Kafka timestamp of the
+// message that triggered the detection (or, for a batch of repeats, of the
+// first one): the start of the end-to-end detection latency.
+func MessageTime(ctx context.Context) (time.Time, bool) {
+	t, ok := ctx.Value(messageTimeKey{}).(time.Time)
+	return t, ok
+}
