@@ -19,6 +19,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/app"
 	"github.com/agentaudit/agentaudit/internal/chdb"
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/detect"
 	"github.com/agentaudit/agentaudit/internal/ingest"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/internal/telemetry"
@@ -36,14 +37,14 @@ import (
 // fails once cmd/<service> exists while it is still pending).
 func serviceConfigs() map[string]func() app.Config {
 	return map[string]func() app.Config{
-		"ingest": func() app.Config { return &ingest.ServiceConfig{} },
+		"ingest":   func() app.Config { return &ingest.ServiceConfig{} },
+		"detector": func() app.Config { return &detect.ServiceConfig{} },
 	}
 }
 
 func pendingServices() map[string][]string {
 	return map[string][]string{
-		"detector": {"detect.", "notify."},
-		"query":    {"query."},
+		"query": {"query."},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/detect"
 	"github.com/agentaudit/agentaudit/internal/ingest"
 	"github.com/agentaudit/agentaudit/internal/otlphttp"
 )
@@ -160,6 +161,11 @@ func registeredMetrics(t *testing.T) map[string][]string {
 	w := otlphttp.NewKafkaWriter(cfg.Ingest.Brokers)
 	defer w.Close()
 	if _, err := otlphttp.New(cfg.OTLPHTTP, w, cfg.Ingest.Spans, log, rec); err != nil {
+		t.Fatal(err)
+	}
+	var dcfg detect.ServiceConfig
+	config.ApplyDefaults(&dcfg)
+	if _, err := detect.New(dcfg.Detect, nil, detect.LogActions{Log: log}, log, rec); err != nil {
 		t.Fatal(err)
 	}
 	return rec.Metrics()
