@@ -78,7 +78,7 @@ type AuditConfig struct {
 // RegisterFlagsWithPrefix binds the config to flags (prefix e.g. "query.").
 func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenAddress, p+"listen-address", DefaultListenAddress, "API address (host:port)")
-	fs.StringVar(&c.APIKeysFile, p+"auth.api-keys-file", "", "YAML list of API keys: {name, key_sha256, role: auditor|admin, tenants: [...]}")
+	fs.StringVar(&c.APIKeysFile, p+"auth.keys-file", "", "YAML list of API keys: {name, key_sha256, role: auditor|admin, tenants: [...]}")
 	config.SecretVar(fs, &c.APIKeys, p+"auth.api-keys", "API keys as the same YAML list as the keys file.")
 	config.SecretVar(fs, &c.JWT.HMACSecret, p+"auth.jwt.hmac-secret", "HS256 key for JWT bearer tokens.")
 	fs.StringVar(&c.JWT.JWKSFile, p+"auth.jwt.jwks-file", "", "JWK Set file with the RS256/ES256 public keys of JWT issuers")
