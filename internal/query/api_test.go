@@ -285,3 +285,28 @@ func TestAuthErrorsAndRateLimit(t *testing.T) {
 		t.Errorf("no route: %d %s", code, body)
 	}
 }
+
+// TestQueryAuditFlushedOnShutdown: with a flush interval far beyond the
+// test, the rows of every call reach query_audit only because Run flushes
+// the queue on shutdown — and all of them do.
+func TestQueryAuditFlushedOnShutdown(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.Audit.FlushInterval, c.Audit.BatchSize = time.Hour, 100_000 })
+	const calls = 57
+	for i := range calls {
+		who := []string{"auditor-a", "", "admin-all"}[i%3] // unauthenticated calls are audited too
+		e.get(who, "/v1/events?"+rangeQS())
+	}
+	var n uint64
+	if err := e.conn.QueryRow(t.Context(), "SELECT count() FROM "+e.db+".query_audit").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("before shutdown: %d rows (%v), want 0 (nothing flushed yet)", n, err)
+	}
+	e.http.Close()
+	e.stop()
+	var anon uint64
+	if err := e.conn.QueryRow(t.Context(), "SELECT count(), countIf(principal = '' AND status = 401) FROM "+e.db+".query_audit").Scan(&n, &anon); err != nil {
+		t.Fatal(err)
+	}
+	if n != calls || anon != calls/3 {
+		t.Errorf("after shutdown: %d rows (%d anonymous 401s), want %d (%d)", n, anon, calls, calls/3)
+	}
+}
