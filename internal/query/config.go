@@ -122,6 +122,9 @@ func (c *Config) Validate() error {
 	if c.JWT.JWKSFile != "" && c.JWT.JWKSURL != "" {
 		add("jwt.jwks_url", fmt.Errorf("%w: set jwks_file or jwks_url, not both", config.ErrInvalid))
 	}
+	if n := len(c.JWT.HMACSecret.Reveal()); n > 0 && n < 32 {
+		add("jwt.hmac_secret", fmt.Errorf("%w: at least 32 bytes for HS256", config.ErrInvalid))
+	}
 	if c.RateLimit.RequestsPerSecond <= 0 {
 		add("rate_limit.requests_per_second", fmt.Errorf("%w: must be > 0", config.ErrInvalid))
 	}

@@ -89,7 +89,7 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 			code, body, _ := e.get(who, own)
 			if code != http.StatusOK {
 				t.Errorf("%s as %s: own ids: status %d: %s", own, who, code, body)
-			} else if !tenantsIn(t, body)[tenant] {
+			} else if !r.Global && !tenantsIn(t, body)[tenant] {
 				t.Errorf("%s as %s: own ids: no row of %s (the check below would be vacuous): %s", own, who, tenant, body)
 			}
 			if tenantsIn(t, body)[other] {

@@ -85,8 +85,7 @@ func writeProblem(c *gin.Context, typ string, status int, detail, param string) 
 		c.Abort()
 		return
 	}
-	c.AbortWithStatusJSON(status, p)
-	c.Header("Content-Type", "application/problem+json")
+	c.AbortWithStatusJSON(status, p) // keeps the Content-Type set above
 }
 
 // fail turns err into the right problem: ours as is, a cancelled client as

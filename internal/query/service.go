@@ -2,7 +2,6 @@ package query
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -383,9 +382,6 @@ func (s *Service) Detections(ctx context.Context, sc Scope, f DetectionFilter, a
 	}
 	return out, false, nil
 }
-
-// ErrBadID is returned for an id that is not a UUID.
-var ErrBadID = errors.New("not a UUID")
 
 // Detection returns one detection in scope, or errNotFound.
 func (s *Service) Detection(ctx context.Context, sc Scope, id string) (*Detection, error) {
