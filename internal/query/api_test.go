@@ -228,13 +228,13 @@ func TestRoutesReturnTheSeededData(t *testing.T) {
 
 	t.Run("query audit records every call", func(t *testing.T) {
 		before := time.Now()
-		e.get("auditor-a", "/v1/events?decision=deny&"+rq)
+		e.get("auditor-a", "/v1/events?decision=deny&agent=agent-a-2&"+rq) // a filter set no other call uses
 		var page Page[AuditRecord]
 		waitFor(t, "the audit row", func() bool {
 			page = Page[AuditRecord]{}
 			e.getJSON("admin-all", "/v1/admin/query-audit?route=/v1/events&principal=auditor-a&"+rq[:0]+
 				"from="+before.Add(-time.Second).UTC().Format(time.RFC3339Nano)+"&to="+time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano), &page)
-			return len(page.Items) > 0 && page.Items[0].Filters["decision"] == "deny"
+			return len(page.Items) > 0 && page.Items[0].Filters["agent"] == "agent-a-2"
 		})
 		r := page.Items[0]
 		if r.Status != 200 || r.Rows != 4 || r.TenantID != "tenant-a" || r.Role != "auditor" || r.AuthMethod != "api_key" {

@@ -9,6 +9,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
 )
 
 // Service owns every SQL statement of the API. Each method takes the
@@ -194,62 +195,83 @@ func (s *Service) Timeline(ctx context.Context, sc Scope, agent string, from, to
 			'' AS name, '' AS operation, '' AS model, toUInt64(0) AS input_tokens, toUInt64(0) AS output_tokens,
 			toUInt64(0) AS duration_ns, '' AS status
 		FROM ` + s.table("audit_events") + ev.where() + `
-		ORDER BY toStartOfHour(ts) DESC, ts DESC LIMIT ?)
+		ORDER BY toStartOfHour(ts) DESC, ts DESC, id DESC LIMIT ?)
 		UNION ALL
 		(SELECT 'span', start_time, span_id, toString(tenant_id), '', '', toString(tool_name), '', '', trace_id, span_id,
 			toString(name), toString(operation_name), toString(request_model), input_tokens, output_tokens, duration_ns, toString(status_code)
 		FROM ` + s.table("spans") + sp.where() + `
-		ORDER BY toStartOfHour(start_time) DESC, start_time DESC LIMIT ?)
+		ORDER BY toStartOfHour(start_time) DESC, start_time DESC, span_id DESC LIMIT ?)
 	)
 	ORDER BY ts DESC, kind DESC, id DESC
 	LIMIT ?`
 	args := append(append(append(ev.args, limit+1), sp.args...), limit+1, limit+1)
 	qctx, cancel := s.ctx(ctx, s.queryTimeout, nil)
 	defer cancel()
-	rows, err := s.conn.Query(qctx, sql, args...)
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("timeline: %w", err)
+	// The chain is the same on every page: it is sent with the first one,
+	// read concurrently with the page.
+	var delegation []Delegation
+	g, gctx := errgroup.WithContext(qctx)
+	if after == nil {
+		g.Go(func() (err error) {
+			delegation, err = s.delegationChain(gctx, chain)
+			return err
+		})
 	}
-	defer rows.Close()
-	items := make([]TimelineItem, 0, limit)
-	for rows.Next() {
-		var it TimelineItem
-		if err := rows.Scan(&it.Kind, &it.TS, &it.ID, &it.TenantID, &it.ParentIdentity, &it.TokenID, &it.ToolName, &it.Decision,
-			&it.Resource, &it.TraceID, &it.SpanID, &it.Name, &it.Operation, &it.Model, &it.InputTokens, &it.OutputTokens,
-			&it.DurationNS, &it.Status); err != nil {
-			return nil, nil, false, fmt.Errorf("scan timeline: %w", err)
+	var items []TimelineItem
+	g.Go(func() error {
+		rows, err := s.conn.Query(gctx, sql, args...)
+		if err != nil {
+			return fmt.Errorf("timeline: %w", err)
 		}
-		items = append(items, it)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, nil, false, fmt.Errorf("timeline: %w", err)
+		defer rows.Close()
+		items = make([]TimelineItem, 0, limit)
+		for rows.Next() {
+			var it TimelineItem
+			if err := rows.Scan(&it.Kind, &it.TS, &it.ID, &it.TenantID, &it.ParentIdentity, &it.TokenID, &it.ToolName, &it.Decision,
+				&it.Resource, &it.TraceID, &it.SpanID, &it.Name, &it.Operation, &it.Model, &it.InputTokens, &it.OutputTokens,
+				&it.DurationNS, &it.Status); err != nil {
+				return fmt.Errorf("scan timeline: %w", err)
+			}
+			items = append(items, it)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("timeline: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, nil, false, err
 	}
 	more := len(items) > limit
 	if more {
 		items = items[:limit]
 	}
-	var delegation []Delegation
-	if after == nil { // the chain is the same on every page: send it once
-		crows, err := s.conn.Query(qctx, `SELECT toString(tenant_id), parent_identity, token_id, toString(any(token_type)),
-			min(ts), max(ts), count(), countIf(policy_decision = 'deny')
-			FROM `+s.table("audit_events")+chain.where()+`
-			GROUP BY tenant_id, parent_identity, token_id ORDER BY min(ts), parent_identity, token_id LIMIT 1000`, chain.args...)
-		if err != nil {
-			return nil, nil, false, fmt.Errorf("delegation chain: %w", err)
-		}
-		defer crows.Close()
-		for crows.Next() {
-			var d Delegation
-			if err := crows.Scan(&d.TenantID, &d.ParentIdentity, &d.TokenID, &d.TokenType, &d.FirstSeen, &d.LastSeen, &d.Events, &d.Denied); err != nil {
-				return nil, nil, false, fmt.Errorf("scan delegation: %w", err)
-			}
-			delegation = append(delegation, d)
-		}
-		if err := crows.Err(); err != nil {
-			return nil, nil, false, fmt.Errorf("delegation chain: %w", err)
-		}
-	}
 	return items, delegation, more, nil
+}
+
+// delegationChain summarises on whose authority (parent identity) and with
+// which credentials the events of chain acted.
+func (s *Service) delegationChain(ctx context.Context, chain stmt) ([]Delegation, error) {
+	rows, err := s.conn.Query(ctx, `SELECT toString(tenant_id), parent_identity, token_id, toString(any(token_type)),
+		min(ts), max(ts), count(), countIf(policy_decision = 'deny')
+		FROM `+s.table("audit_events")+chain.where()+`
+		GROUP BY tenant_id, parent_identity, token_id ORDER BY min(ts), parent_identity, token_id LIMIT 1000`, chain.args...)
+	if err != nil {
+		return nil, fmt.Errorf("delegation chain: %w", err)
+	}
+	defer rows.Close()
+	var out []Delegation
+	for rows.Next() {
+		var d Delegation
+		if err := rows.Scan(&d.TenantID, &d.ParentIdentity, &d.TokenID, &d.TokenType, &d.FirstSeen, &d.LastSeen, &d.Events, &d.Denied); err != nil {
+			return nil, fmt.Errorf("scan delegation: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("delegation chain: %w", err)
+	}
+	return out, nil
 }
 
 // Trace returns the spans (as a tree) and audit events of one trace id, or
@@ -268,47 +290,57 @@ func (s *Service) Trace(ctx context.Context, sc Scope, traceID string, from, to 
 	ev.timeRange("ts", from, to)
 	ctx, cancel := s.ctx(ctx, s.queryTimeout, nil)
 	defer cancel()
-	rows, err := s.conn.Query(ctx, `SELECT span_id, parent_span_id, toString(tenant_id), toString(name), toString(kind), start_time, end_time,
+	tr := &Trace{TraceID: traceID, Roots: []*Span{}, Events: []Event{}}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { // the trace's audit events, concurrently with its spans
+		rows, err := s.conn.Query(gctx, "SELECT "+eventCols+" FROM "+s.table("audit_events")+ev.where()+" ORDER BY ts, event_id LIMIT 10000", ev.args...)
+		if err != nil {
+			return fmt.Errorf("trace events: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e Event
+			if err := scanEvent(rows, &e); err != nil {
+				return fmt.Errorf("scan event: %w", err)
+			}
+			tr.Events = append(tr.Events, e)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("trace events: %w", err)
+		}
+		return nil
+	})
+	var spans []*Span
+	g.Go(func() error {
+		rows, err := s.conn.Query(gctx, `SELECT span_id, parent_span_id, toString(tenant_id), toString(name), toString(kind), start_time, end_time,
 		duration_ns, toString(status_code), toString(service_name), toString(operation_name), agent_id, toString(tool_name),
 		toString(request_model), input_tokens, output_tokens, span_attributes
 		FROM `+s.table("spans")+sp.where()+` ORDER BY start_time, span_id LIMIT ?`, append(sp.args, s.maxTraceSpans+1)...)
-	if err != nil {
-		return nil, fmt.Errorf("trace spans: %w", err)
-	}
-	defer rows.Close()
-	tr := &Trace{TraceID: traceID, Roots: []*Span{}, Events: []Event{}}
-	var spans []*Span
-	for rows.Next() {
-		x := &Span{}
-		if err := rows.Scan(&x.SpanID, &x.ParentSpanID, &x.TenantID, &x.Name, &x.Kind, &x.StartTime, &x.EndTime, &x.DurationNS,
-			&x.StatusCode, &x.ServiceName, &x.Operation, &x.AgentID, &x.ToolName, &x.Model, &x.InputTokens, &x.OutputTokens, &x.Attributes); err != nil {
-			return nil, fmt.Errorf("scan span: %w", err)
+		if err != nil {
+			return fmt.Errorf("trace spans: %w", err)
 		}
-		spans = append(spans, x)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("trace spans: %w", err)
+		defer rows.Close()
+		for rows.Next() {
+			x := &Span{}
+			if err := rows.Scan(&x.SpanID, &x.ParentSpanID, &x.TenantID, &x.Name, &x.Kind, &x.StartTime, &x.EndTime, &x.DurationNS,
+				&x.StatusCode, &x.ServiceName, &x.Operation, &x.AgentID, &x.ToolName, &x.Model, &x.InputTokens, &x.OutputTokens, &x.Attributes); err != nil {
+				return fmt.Errorf("scan span: %w", err)
+			}
+			spans = append(spans, x)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("trace spans: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	if len(spans) > s.maxTraceSpans {
 		spans, tr.Truncated = spans[:s.maxTraceSpans], true
 	}
 	tr.SpanCount = len(spans)
 	tr.Roots = buildTree(spans)
-	erows, err := s.conn.Query(ctx, "SELECT "+eventCols+" FROM "+s.table("audit_events")+ev.where()+" ORDER BY ts, event_id LIMIT 10000", ev.args...)
-	if err != nil {
-		return nil, fmt.Errorf("trace events: %w", err)
-	}
-	defer erows.Close()
-	for erows.Next() {
-		var e Event
-		if err := scanEvent(erows, &e); err != nil {
-			return nil, fmt.Errorf("scan event: %w", err)
-		}
-		tr.Events = append(tr.Events, e)
-	}
-	if err := erows.Err(); err != nil {
-		return nil, fmt.Errorf("trace events: %w", err)
-	}
 	if len(spans) == 0 && len(tr.Events) == 0 {
 		return nil, errNotFound
 	}
