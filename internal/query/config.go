@@ -42,7 +42,11 @@ type Config struct {
 	// continues with the cursor of the last row.
 	MaxExportRows int64 `yaml:"max_export_rows"`
 	// QueryTimeout bounds every query but exports (ExportTimeout).
-	QueryTimeout    time.Duration `yaml:"query_timeout"`
+	QueryTimeout time.Duration `yaml:"query_timeout"`
+	// MaxQueryThreads caps ClickHouse's threads per API query (0: the
+	// server's max_threads). Pages and point lookups touch little data;
+	// under many concurrent callers fewer threads each contend less.
+	MaxQueryThreads int           `yaml:"max_query_threads"`
 	ExportTimeout   time.Duration `yaml:"export_timeout"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	Audit           AuditConfig   `yaml:"audit"`
@@ -98,6 +102,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxTraceSpans, p+"max-trace-spans", 10_000, "most spans returned for one trace")
 	fs.Int64Var(&c.MaxExportRows, p+"max-export-rows", 0, "most rows in one export response (0: unbounded); continue with the last row's cursor")
 	fs.DurationVar(&c.QueryTimeout, p+"query-timeout", 30*time.Second, "time allowed for a query")
+	fs.IntVar(&c.MaxQueryThreads, p+"max-query-threads", 0, "ClickHouse threads per query (0: server default)")
 	fs.DurationVar(&c.ExportTimeout, p+"export-timeout", time.Hour, "time allowed for an export")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed for requests in flight and the query_audit flush on shutdown")
 	fs.IntVar(&c.Audit.QueueSize, p+"audit.queue-size", 10_000, "query_audit records buffered; requests wait when it is full (records are never dropped)")
@@ -139,6 +144,9 @@ func (c *Config) Validate() error {
 		add("max_export_rows", fmt.Errorf("%w: must be >= 0", config.ErrInvalid))
 	}
 	positive("query_timeout", int64(c.QueryTimeout))
+	if c.MaxQueryThreads < 0 {
+		add("max_query_threads", fmt.Errorf("%w: must be >= 0", config.ErrInvalid))
+	}
 	positive("export_timeout", int64(c.ExportTimeout))
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
 	positive("audit.queue_size", int64(c.Audit.QueueSize))

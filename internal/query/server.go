@@ -55,6 +55,7 @@ func New(ctx context.Context, cfg Config, conn driver.Conn, db string, log *slog
 	if err != nil {
 		return nil, err
 	}
+	svc.maxThreads = cfg.MaxQueryThreads
 	a, err := newAuthenticator(ctx, cfg)
 	if err != nil {
 		return nil, err

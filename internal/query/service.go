@@ -21,6 +21,7 @@ type Service struct {
 	queryTimeout  time.Duration
 	exportTimeout time.Duration
 	maxTraceSpans int
+	maxThreads    int // 0: server default
 }
 
 // NewService returns the service over database db (validated: it is the
@@ -38,6 +39,9 @@ func (s *Service) table(name string) string { return s.db + "." + name }
 // ClickHouse's max_execution_time.
 func (s *Service) ctx(ctx context.Context, d time.Duration, extra clickhouse.Settings) (context.Context, context.CancelFunc) {
 	set := clickhouse.Settings{"max_execution_time": int(d.Seconds()) + 1}
+	if s.maxThreads > 0 {
+		set["max_threads"] = s.maxThreads
+	}
 	for k, v := range extra {
 		set[k] = v
 	}

@@ -49,6 +49,7 @@ type params struct {
 	chunk           int64
 	base            time.Time
 	keep            bool
+	maxThreads      int
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	flag.StringVar(&p.dir, "dir", ".cache/bench-query", "working directory (the loaded data is kept here)")
 	flag.Int64Var(&p.chunk, "chunk", 2_000_000, "rows per INSERT … SELECT")
 	flag.BoolVar(&p.keep, "keep", true, "reuse loaded data when the parameters match")
+	flag.IntVar(&p.maxThreads, "max-query-threads", 0, "the API's -query.max-query-threads")
 	flag.Parse()
 	p.base = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 	if err := run(p); err != nil {
@@ -114,6 +116,7 @@ func run(p params) error {
 	cfg.ListenAddress = "127.0.0.1:0"
 	cfg.APIKeys = config.Secret(keys.String())
 	cfg.CursorKey = "bench"
+	cfg.MaxQueryThreads = p.maxThreads
 	cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst = 1e6, 1e6
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := query.New(ctx, cfg, conn, db, log, prometheus.NewRegistry())
