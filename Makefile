@@ -8,7 +8,7 @@ TEST_FLAGS ?= -count=1 -timeout 25m
 TEST_LOG ?= .cache/test.log
 CI_FUZZTIME ?= 10s
 
-.PHONY: all build run deps test test-race vet fuzz clickhouse kafka bench-ingest clean
+.PHONY: all build run deps test test-race vet fuzz clickhouse kafka bench-ingest bench-query clean
 
 all: build
 
@@ -73,3 +73,10 @@ bench-ingest: deps build
 bench-detect: deps build
 	$(GO) build -o bin/ ./internal/kafkabroker/cmd/kafkabroker
 	$(GO) run ./internal/detect/detectbench -runs 3
+
+## bench-query: 10M audit events + 10M spans (100 tenants, 10k agents, 30 days) loaded
+## into the embedded ClickHouse (kept in .cache/bench-query between runs), then the query
+## API driven over HTTP (keep-alive, 8 in flight); medians of 3 runs as name=value lines.
+.PHONY: bench-query
+bench-query: deps build
+	$(GO) run ./internal/query/querybench -runs 3

@@ -21,6 +21,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/detect"
 	"github.com/agentaudit/agentaudit/internal/ingest"
+	"github.com/agentaudit/agentaudit/internal/query"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 	"github.com/agentaudit/agentaudit/internal/telemetry"
 )
@@ -39,13 +40,12 @@ func serviceConfigs() map[string]func() app.Config {
 	return map[string]func() app.Config{
 		"ingest":   func() app.Config { return &ingest.ServiceConfig{} },
 		"detector": func() app.Config { return &detect.ServiceConfig{} },
+		"query":    func() app.Config { return &query.ServiceConfig{} },
 	}
 }
 
 func pendingServices() map[string][]string {
-	return map[string][]string{
-		"query": {"query."},
-	}
+	return map[string][]string{}
 }
 
 // commonConfig is the part every service config has (app.Config.Common):

@@ -1,0 +1,114 @@
+package query
+
+import (
+	"github.com/gin-gonic/gin"
+)
+
+// param documents and whitelists one request parameter of a route.
+type param struct {
+	Name     string
+	In       string // "query" or "path"
+	Type     string // JSON Schema type: string, integer
+	Format   string // date-time, uuid, …
+	Enum     []string
+	Required bool
+	Repeated bool
+	Desc     string
+}
+
+// route is one API route: registration, parameter whitelist and OpenAPI
+// operation come from this one table, so they cannot disagree.
+type route struct {
+	Method  string
+	Path    string // Gin syntax, /v1/detections/:detection_id
+	ID      string // OpenAPI operationId
+	Summary string
+	Admin   bool // admins only
+	Public  bool // no authentication (health, OpenAPI)
+	// Global: the route returns no per-tenant rows (e.g. policy text), so
+	// the isolation test only checks that no other tenant's rows appear.
+	// Any per-tenant row it does return must carry a tenant_id field.
+	Global  bool
+	Result  string // OpenAPI schema name of the 200 body; "" for non-JSON
+	Produce []string
+	Params  []param
+	handler func(*Server, *gin.Context, *reqCtx) error
+}
+
+func (r *route) param(name, in string) *param {
+	for i := range r.Params {
+		if r.Params[i].Name == name && r.Params[i].In == in {
+			return &r.Params[i]
+		}
+	}
+	return nil
+}
+
+// Shared parameter sets.
+var (
+	pTenant = param{Name: "tenant", In: "query", Type: "string", Repeated: true,
+		Desc: "Restrict to these tenants (repeatable); each must be granted to the caller, else 403. Default: every granted tenant."}
+	pFrom     = param{Name: "from", In: "query", Type: "string", Format: "date-time", Required: true, Desc: "Start of the range, inclusive (RFC 3339)."}
+	pTo       = param{Name: "to", In: "query", Type: "string", Format: "date-time", Required: true, Desc: "End of the range, exclusive (RFC 3339); to - from is bounded by the server's max range."}
+	pOptFrom  = param{Name: "from", In: "query", Type: "string", Format: "date-time", Desc: "Optional start of the range (with to)."}
+	pOptTo    = param{Name: "to", In: "query", Type: "string", Format: "date-time", Desc: "Optional end of the range (with from)."}
+	pLimit    = param{Name: "limit", In: "query", Type: "integer", Desc: "Page size (default and maximum set by the server)."}
+	pCursor   = param{Name: "cursor", In: "query", Type: "string", Desc: "Opaque cursor from next_cursor of the previous page (valid only with the same filters)."}
+	pAgent    = param{Name: "agent", In: "query", Type: "string", Desc: "agent_id equals."}
+	pToken    = param{Name: "token", In: "query", Type: "string", Desc: "token_id equals."}
+	pTool     = param{Name: "tool", In: "query", Type: "string", Desc: "tool_name equals."}
+	pDecision = param{Name: "decision", In: "query", Type: "string", Enum: []string{"allow", "deny"}, Desc: "policy_decision equals."}
+	pTraceID  = param{Name: "trace_id", In: "query", Type: "string", Desc: "trace_id equals."}
+	pRule     = param{Name: "rule", In: "query", Type: "string", Desc: "Only events that are evidence of a detection of this rule id."}
+	pText     = param{Name: "q", In: "query", Type: "string", Desc: "Case-insensitive substring of tool_name or resource."}
+	pFormat   = param{Name: "format", In: "query", Type: "string", Enum: []string{"ndjson", "csv"}, Desc: "Export format (default ndjson)."}
+)
+
+func eventFilterParams() []param {
+	return []param{pTenant, pFrom, pTo, pAgent, pToken, pTool, pDecision, pTraceID, pRule, pText}
+}
+
+// routes is the API.
+//
+// Retention status goes here once the retention work lands: one more entry,
+// e.g. {Method: "GET", Path: "/v1/retention", ID: "retentionStatus",
+// Result: "RetentionStatus", Params: []param{pTenant}, handler: (*Server).retention},
+// with its result type in resultTypes (openapi.go), its SQL in a Service
+// method that takes the Scope, and every per-tenant row carrying tenant_id.
+// TestTenantIsolationOnEveryRoute and TestOpenAPIMatchesTheRegisteredRoutes
+// then cover it without changes.
+func routes() []*route {
+	return []*route{
+		{Method: "GET", Path: "/healthz", ID: "healthz", Summary: "Liveness.", Public: true, Produce: []string{"text/plain"}, handler: (*Server).healthz},
+		{Method: "GET", Path: "/readyz", ID: "readyz", Summary: "Readiness (ClickHouse reachable).", Public: true, Produce: []string{"text/plain"}, handler: (*Server).readyz},
+		{Method: "GET", Path: "/metrics", ID: "metrics", Summary: "Prometheus metrics.", Public: true, Produce: []string{"text/plain"}, handler: (*Server).metricsHandler},
+		{Method: "GET", Path: "/openapi.json", ID: "openapi", Summary: "This document.", Public: true, Produce: []string{"application/json"}, handler: (*Server).openapi},
+
+		{Method: "GET", Path: "/v1/events", ID: "searchEvents", Summary: "Search audit events, newest first, cursor-paginated.", Result: "EventPage",
+			Params: append(eventFilterParams(), pLimit, pCursor), handler: (*Server).searchEvents},
+		{Method: "GET", Path: "/v1/export/events", ID: "exportEvents", Summary: "Stream every event of a search as NDJSON or CSV; each row carries the cursor to resume after it.",
+			Produce: []string{"application/x-ndjson", "text/csv"}, Params: append(eventFilterParams(), pFormat, pCursor), handler: (*Server).exportEvents},
+		{Method: "GET", Path: "/v1/agents/:agent_id/timeline", ID: "agentTimeline", Summary: "An agent's audit events and GenAI spans interleaved by time, with its delegation chain.", Result: "Timeline",
+			Params: []param{{Name: "agent_id", In: "path", Type: "string", Required: true}, pTenant, pFrom, pTo, pLimit, pCursor}, handler: (*Server).timeline},
+		{Method: "GET", Path: "/v1/traces/:trace_id", ID: "getTrace", Summary: "A trace: its span tree and the audit events carrying its trace id.", Result: "Trace",
+			Params: []param{{Name: "trace_id", In: "path", Type: "string", Required: true}, pTenant, pOptFrom, pOptTo}, handler: (*Server).trace},
+		{Method: "GET", Path: "/v1/detections", ID: "listDetections", Summary: "Detections, newest first, cursor-paginated.", Result: "DetectionPage",
+			Params: []param{pTenant, pFrom, pTo, {Name: "rule", In: "query", Type: "string", Desc: "rule_id equals."},
+				{Name: "severity", In: "query", Type: "string", Enum: []string{"low", "medium", "high", "critical"}}, pAgent, pToken, pLimit, pCursor},
+			handler: (*Server).listDetections},
+		{Method: "GET", Path: "/v1/detections/:detection_id", ID: "getDetection", Summary: "One detection.", Result: "Detection",
+			Params: []param{{Name: "detection_id", In: "path", Type: "string", Format: "uuid", Required: true}, pTenant}, handler: (*Server).getDetection},
+		{Method: "GET", Path: "/v1/detections/:detection_id/deliveries", ID: "getDeliveries", Summary: "Every webhook delivery attempt of a detection.", Result: "DeliveryList",
+			Params: []param{{Name: "detection_id", In: "path", Type: "string", Format: "uuid", Required: true}, pTenant}, handler: (*Server).getDeliveries},
+		{Method: "GET", Path: "/v1/tokens/:token_id/revocations", ID: "getRevocations", Summary: "Revocations issued for a token.", Result: "RevocationList",
+			Params: []param{{Name: "token_id", In: "path", Type: "string", Required: true}, pTenant}, handler: (*Server).getRevocations},
+		{Method: "GET", Path: "/v1/reports", ID: "report", Summary: "Counts per time bucket, tenant and agent/tool: events by decision, spans and token usage, detections.", Result: "Report",
+			Params: []param{pTenant, pFrom, pTo,
+				{Name: "bucket", In: "query", Type: "string", Enum: []string{"hour", "day", "week"}, Desc: "Time bucket (default day)."},
+				{Name: "group_by", In: "query", Type: "string", Enum: []string{"tenant", "agent", "tool"}, Desc: "Key within a tenant (default tenant: none)."}},
+			handler: (*Server).report},
+		{Method: "GET", Path: "/v1/admin/query-audit", ID: "queryAudit", Summary: "The query audit trail: every API call. Admins only.", Admin: true, Result: "AuditPage",
+			Params:  []param{pTenant, pFrom, pTo, {Name: "principal", In: "query", Type: "string"}, {Name: "route", In: "query", Type: "string", Desc: "Route template, e.g. /v1/events."}, pLimit, pCursor},
+			handler: (*Server).queryAudit},
+	}
+}
