@@ -41,20 +41,29 @@ func (c *ServiceConfig) Common() (*chstore.Config, *telemetry.Config) {
 // RunService runs the Kafka consumer and, when configured, the OTLP/HTTP
 // receiver that publishes to the spans topic, until ctx is cancelled.
 func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) error {
+	var signer *integrity.Signer
+	if cfg.Integrity.Enabled {
+		var err error
+		if signer, err = integrity.NewSigner(cfg.Integrity); err != nil {
+			return err
+		}
+		if err := signer.Instrument(reg); err != nil {
+			return err
+		}
+	}
+	return RunServiceWith(ctx, cfg, conn, db, signer, log, reg)
+}
+
+// RunServiceWith is RunService with the integrity signer given (nil: audit
+// events are not sealed) instead of built from cfg.Integrity.
+func RunServiceWith(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, signer *integrity.Signer, log *slog.Logger, reg prometheus.Registerer) error {
 	target := cfg.ClickHouse
 	target.Database = db
 	svc, err := New(cfg.Ingest, conn, target, log, reg)
 	if err != nil {
 		return err
 	}
-	if cfg.Integrity.Enabled {
-		signer, err := integrity.NewSigner(cfg.Integrity)
-		if err != nil {
-			return err
-		}
-		if err := signer.Instrument(reg); err != nil {
-			return err
-		}
+	if signer != nil {
 		svc.SealWith(signer)
 		log.Info("sealing audit events into signed Merkle logs", "key_id", signer.KeyID())
 	}

@@ -59,6 +59,12 @@ func newEnv(t *testing.T, floors Floors) *env {
 	if _, err := migrate.Apply(context.Background(), conn, ms, migrate.Options{Database: db, StoragePolicy: chdb.StoragePolicy}); err != nil {
 		t.Fatal(err)
 	}
+	// query_audit is the query API's table, and retention must work with
+	// and without it (a deployment without the query API has none): these
+	// tests start without it and create it where they cover that case.
+	if err := conn.Exec(context.Background(), "DROP TABLE query_audit SYNC"); err != nil {
+		t.Fatal(err)
+	}
 	logs := &syncBuffer{}
 	m, err := New(conn, Options{Database: db, Floors: floors, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
