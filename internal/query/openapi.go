@@ -23,6 +23,8 @@ var resultTypes = map[string]reflect.Type{
 	"Report":    reflect.TypeFor[Report](),
 	"AuditPage": reflect.TypeFor[Page[AuditRecord]](),
 	"Problem":   reflect.TypeFor[Problem](),
+
+	"RetentionStatus": reflect.TypeFor[RetentionStatus](),
 }
 
 // buildOpenAPI renders the OpenAPI 3.1 document from the route table, the

@@ -69,14 +69,6 @@ func eventFilterParams() []param {
 }
 
 // routes is the API.
-//
-// Retention status goes here once the retention work lands: one more entry,
-// e.g. {Method: "GET", Path: "/v1/retention", ID: "retentionStatus",
-// Result: "RetentionStatus", Params: []param{pTenant}, handler: (*Server).retention},
-// with its result type in resultTypes (openapi.go), its SQL in a Service
-// method that takes the Scope, and every per-tenant row carrying tenant_id.
-// TestTenantIsolationOnEveryRoute and TestOpenAPIMatchesTheRegisteredRoutes
-// then cover it without changes.
 func routes() []*route {
 	return []*route{
 		{Method: "GET", Path: "/healthz", ID: "healthz", Summary: "Liveness.", Public: true, Produce: []string{"text/plain"}, handler: (*Server).healthz},
@@ -110,5 +102,9 @@ func routes() []*route {
 		{Method: "GET", Path: "/v1/admin/query-audit", ID: "queryAudit", Summary: "The query audit trail: every API call. Admins only.", Admin: true, Result: "AuditPage",
 			Params:  []param{pTenant, pFrom, pTo, {Name: "principal", In: "query", Type: "string"}, {Name: "route", In: "query", Type: "string", Desc: "Route template, e.g. /v1/events."}, pLimit, pCursor},
 			handler: (*Server).queryAudit},
+		{Method: "GET", Path: "/v1/retention/status", ID: "retentionStatus", Result: "RetentionStatus",
+			Summary: "Retention state of the caller's tenants: rows per data class and volume (hot/cold), ages under the policy in force, when the next move and deletion are due, legal holds. " +
+				"A principal granted every tenant who names none gets the whole database per table and volume and the policy instead.",
+			Params: []param{pTenant}, handler: (*Server).retentionStatus},
 	}
 }
