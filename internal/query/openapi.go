@@ -24,7 +24,9 @@ var resultTypes = map[string]reflect.Type{
 	"AuditPage": reflect.TypeFor[Page[AuditRecord]](),
 	"Problem":   reflect.TypeFor[Problem](),
 
-	"RetentionStatus": reflect.TypeFor[RetentionStatus](),
+	"RetentionStatus":  reflect.TypeFor[RetentionStatus](),
+	"InclusionProof":   reflect.TypeFor[InclusionProof](),
+	"ConsistencyProof": reflect.TypeFor[ConsistencyProof](),
 }
 
 // buildOpenAPI renders the OpenAPI 3.1 document from the route table, the
@@ -155,6 +157,9 @@ func jsonSchema(t reflect.Type, depth int) map[string]any {
 	case reflect.Float32, reflect.Float64:
 		return map[string]any{"type": "number"}
 	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "contentEncoding": "base64"} // encoding/json's []byte
+		}
 		if t.Elem() == t || (t.Elem().Kind() == reflect.Pointer && t.Elem().Elem().Kind() == reflect.Struct && depth > 2) {
 			return map[string]any{"type": "array", "items": map[string]any{"type": "object"}}
 		}

@@ -106,5 +106,18 @@ func routes() []*route {
 			Summary: "Retention state of the caller's tenants: rows per data class and volume (hot/cold), ages under the policy in force, when the next move and deletion are due, legal holds. " +
 				"A principal granted every tenant who names none gets the whole database per table and volume and the policy instead.",
 			Params: []param{pTenant}, handler: (*Server).retentionStatus},
+		{Method: "GET", Path: "/v1/integrity/events/:event_id/proof", ID: "inclusionProof", Result: "InclusionProof",
+			Summary: "Inclusion proof of an audit event in its signed Merkle log (RFC 6962), with the signed checkpoint note verbatim; byte fields are base64. " +
+				"404 for an event of a tenant not granted, 409 (not-committed) while no checkpoint covers the event yet.",
+			Params: []param{{Name: "event_id", In: "path", Type: "string", Format: "uuid", Required: true}, pTenant,
+				{Name: "size", In: "query", Type: "integer", Desc: "Prove against the checkpoint of this tree size (default: the latest)."}},
+			handler: (*Server).inclusionProof},
+		{Method: "GET", Path: "/v1/integrity/logs/audit_events/:partition/consistency", ID: "consistencyProof", Result: "ConsistencyProof", Admin: true, Global: true,
+			Summary: "Consistency proof between two signed checkpoints of the log audit_events/<partition>, with both notes verbatim; byte fields are base64. Admins only: " +
+				"a log holds every tenant of a Kafka partition, and its sizes and checkpoint times reveal their volumes.",
+			Params: []param{{Name: "partition", In: "path", Type: "integer", Required: true},
+				{Name: "from_size", In: "query", Type: "integer", Desc: "Size of the older checkpoint (default: the checkpoint before to_size)."},
+				{Name: "to_size", In: "query", Type: "integer", Desc: "Size of the newer checkpoint (default: the latest)."}},
+			handler: (*Server).consistencyProof},
 	}
 }
