@@ -99,6 +99,9 @@ func (s *Service) InclusionProof(ctx context.Context, sc Scope, eventID string, 
 	if !sc.has(res.TenantID) {
 		return nil, errNotFound
 	}
+	if cp := res.Checkpoint; cp != nil && cp.Origin == "" {
+		cp.Origin, _, _ = strings.Cut(cp.Note, "\n")
+	}
 	return &InclusionProof{EventID: id.String(), TenantID: res.TenantID, LogID: res.LogID, LeafIndex: res.LeafIndex, TreeSize: res.TreeSize,
 		LeafHash: res.LeafHash, Proof: nonNil(res.Proof), Hashing: hashingRFC6962, Checkpoint: res.Checkpoint}, nil
 }
@@ -190,6 +193,41 @@ func (s *Service) checkpoint(ctx context.Context, logID, cond string, size uint6
 	cp.Root, cp.Signature, cp.TS = []byte(root), []byte(sig), cp.TS.UTC()
 	cp.Origin, _, _ = strings.Cut(cp.Note, "\n")
 	return cp, nil
+}
+
+// ManifestCheckpoints returns the latest checkpoint of every log holding
+// leaves of the scope's tenants (every log for an all-tenant scope), for
+// export manifests. Logs holding none of them are not named: their sizes
+// would tell other tenants' volumes.
+func (s *Service) ManifestCheckpoints(ctx context.Context, sc Scope) ([]*integrity.Checkpoint, error) {
+	var leaves stmt
+	if err := leaves.tenant(sc, "tenant_id"); err != nil {
+		return nil, err
+	}
+	where := ""
+	if len(leaves.conds) > 0 {
+		where = " WHERE log_id IN (SELECT DISTINCT log_id FROM " + s.table("merkle_leaves") + leaves.where() + ")"
+	}
+	ctx, cancel := s.ctx(ctx, s.queryTimeout, nil)
+	defer cancel()
+	rows, err := s.conn.Query(ctx, "SELECT log_id, size, root_hash, ts, key_id, signature, note FROM "+s.table("checkpoints")+where+
+		" ORDER BY log_id, size DESC, ts DESC LIMIT 1 BY log_id", leaves.args...)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	defer rows.Close()
+	var out []*integrity.Checkpoint
+	for rows.Next() {
+		cp := &integrity.Checkpoint{}
+		var root, sig string
+		if err := rows.Scan(&cp.LogID, &cp.Size, &root, &cp.TS, &cp.KeyID, &sig, &cp.Note); err != nil {
+			return nil, fmt.Errorf("read checkpoints: %w", err)
+		}
+		cp.Root, cp.Signature, cp.TS = []byte(root), []byte(sig), cp.TS.UTC()
+		cp.Origin, _, _ = strings.Cut(cp.Note, "\n")
+		out = append(out, cp)
+	}
+	return out, rows.Err()
 }
 
 func nonNil(b [][]byte) [][]byte {

@@ -61,7 +61,9 @@ var (
 	pTraceID  = param{Name: "trace_id", In: "query", Type: "string", Desc: "trace_id equals."}
 	pRule     = param{Name: "rule", In: "query", Type: "string", Desc: "Only events that are evidence of a detection of this rule id."}
 	pText     = param{Name: "q", In: "query", Type: "string", Desc: "Case-insensitive substring of tool_name or resource."}
-	pFormat   = param{Name: "format", In: "query", Type: "string", Enum: []string{"ndjson", "csv"}, Desc: "Export format (default ndjson)."}
+	pManifest = param{Name: "manifest", In: "query", Type: "string", Enum: []string{"1"},
+		Desc: "1: end the export with the HTTP trailer Agentaudit-Manifest, the base64 of a signed note holding the SHA-256 of the body, its rows and the latest checkpoint of each log holding the caller's tenants' events (400 when the server has no manifest key)."}
+	pFormat = param{Name: "format", In: "query", Type: "string", Enum: []string{"ndjson", "csv"}, Desc: "Export format (default ndjson)."}
 )
 
 func eventFilterParams() []param {
@@ -79,7 +81,7 @@ func routes() []*route {
 		{Method: "GET", Path: "/v1/events", ID: "searchEvents", Summary: "Search audit events, newest first, cursor-paginated.", Result: "EventPage",
 			Params: append(eventFilterParams(), pLimit, pCursor), handler: (*Server).searchEvents},
 		{Method: "GET", Path: "/v1/export/events", ID: "exportEvents", Summary: "Stream every event of a search as NDJSON or CSV; each row carries the cursor to resume after it.",
-			Produce: []string{"application/x-ndjson", "text/csv"}, Params: append(eventFilterParams(), pFormat, pCursor), handler: (*Server).exportEvents},
+			Produce: []string{"application/x-ndjson", "text/csv"}, Params: append(eventFilterParams(), pFormat, pCursor, pManifest), handler: (*Server).exportEvents},
 		{Method: "GET", Path: "/v1/agents/:agent_id/timeline", ID: "agentTimeline", Summary: "An agent's audit events and GenAI spans interleaved by time, with its delegation chain.", Result: "Timeline",
 			Params: []param{{Name: "agent_id", In: "path", Type: "string", Required: true}, pTenant, pFrom, pTo, pLimit, pCursor}, handler: (*Server).timeline},
 		{Method: "GET", Path: "/v1/traces/:trace_id", ID: "getTrace", Summary: "A trace: its span tree and the audit events carrying its trace id.", Result: "Trace",
