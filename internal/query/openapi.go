@@ -86,7 +86,7 @@ func (s *Server) buildOpenAPI() ([]byte, error) {
 				resp["503"] = problem
 			}
 		} else {
-			for _, code := range []string{"400", "401", "403", "404", "429", "500"} {
+			for _, code := range append([]string{"400", "401", "403", "404", "429", "500"}, r.Problems...) {
 				resp[code] = problem
 			}
 			if r.Admin {

@@ -28,11 +28,13 @@ type route struct {
 	// Global: the route returns no per-tenant rows (e.g. policy text), so
 	// the isolation test only checks that no other tenant's rows appear.
 	// Any per-tenant row it does return must carry a tenant_id field.
-	Global  bool
-	Result  string // OpenAPI schema name of the 200 body; "" for non-JSON
-	Produce []string
-	Params  []param
-	handler func(*Server, *gin.Context, *reqCtx) error
+	Global bool
+	Result string // OpenAPI schema name of the 200 body; "" for non-JSON
+	// Problems lists problem statuses beyond the common ones (OpenAPI).
+	Problems []string
+	Produce  []string
+	Params   []param
+	handler  func(*Server, *gin.Context, *reqCtx) error
 }
 
 func (r *route) param(name, in string) *param {
@@ -113,7 +115,7 @@ func routes() []*route {
 				"404 for an event of a tenant not granted, 409 (not-committed) while no checkpoint covers the event yet.",
 			Params: []param{{Name: "event_id", In: "path", Type: "string", Format: "uuid", Required: true}, pTenant,
 				{Name: "size", In: "query", Type: "integer", Desc: "Prove against the checkpoint of this tree size (default: the latest)."}},
-			handler: (*Server).inclusionProof},
+			Problems: []string{"409"}, handler: (*Server).inclusionProof},
 		{Method: "GET", Path: "/v1/integrity/logs/audit_events/:partition/consistency", ID: "consistencyProof", Result: "ConsistencyProof", Admin: true, Global: true,
 			Summary: "Consistency proof between two signed checkpoints of the log audit_events/<partition>, with both notes verbatim; byte fields are base64. Admins only: " +
 				"a log holds every tenant of a Kafka partition, and its sizes and checkpoint times reveal their volumes.",
