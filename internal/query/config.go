@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/integrity"
 )
 
 // DefaultListenAddress is loopback: expose the API deliberately.
@@ -46,10 +48,36 @@ type Config struct {
 	// MaxQueryThreads caps ClickHouse's threads per API query (0: the
 	// server's max_threads). Pages and point lookups touch little data;
 	// under many concurrent callers fewer threads each contend less.
-	MaxQueryThreads int           `yaml:"max_query_threads"`
-	ExportTimeout   time.Duration `yaml:"export_timeout"`
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	Audit           AuditConfig   `yaml:"audit"`
+	MaxQueryThreads int            `yaml:"max_query_threads"`
+	ExportTimeout   time.Duration  `yaml:"export_timeout"`
+	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
+	Audit           AuditConfig    `yaml:"audit"`
+	Manifest        ManifestConfig `yaml:"manifest"`
+}
+
+// ManifestConfig: signed manifests of exports (?manifest=1). Without a key
+// the server offers none (400). Use a key of its own rather than the
+// integrity log's signing key: a compromised API host must not be able to
+// sign checkpoints. Auditors verify with its public key
+// (integrity.VerifyManifest).
+type ManifestConfig struct {
+	// Key: ed25519 private key(s) in the integrity key format (PEM PRIVATE
+	// KEY blocks or base64 32-byte seeds; the first signs).
+	Key config.Secret `yaml:"key"`
+	// Origin names the deployment in the manifest ("<origin>/export").
+	Origin string `yaml:"origin"`
+}
+
+// signer returns the manifest signer, nil without a key.
+func (c *ManifestConfig) signer() (*integrity.Signer, error) {
+	if c.Key == "" {
+		return nil, nil
+	}
+	s, err := integrity.NewSigner(integrity.Config{Key: c.Key, Origin: c.Origin})
+	if err != nil {
+		return nil, fmt.Errorf("manifest key: %w", err)
+	}
+	return s, nil
 }
 
 // JWTConfig: bearer tokens. HS256 with HMACSecret; RS256/ES256 with keys
@@ -108,6 +136,8 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.IntVar(&c.Audit.QueueSize, p+"audit.queue-size", 10_000, "query_audit records buffered; requests wait when it is full (records are never dropped)")
 	fs.IntVar(&c.Audit.BatchSize, p+"audit.batch-size", 1_000, "query_audit rows per insert")
 	fs.DurationVar(&c.Audit.FlushInterval, p+"audit.flush-interval", time.Second, "longest a query_audit record waits for its insert")
+	config.SecretVar(fs, &c.Manifest.Key, p+"manifest.key", "ed25519 key signing export manifests (?manifest=1): PEM PRIVATE KEY or base64 32-byte seed; empty: no manifests.")
+	fs.StringVar(&c.Manifest.Origin, p+"manifest.origin", "agentaudit", "origin named in export manifests")
 }
 
 // Validate reports configuration errors.
@@ -152,5 +182,11 @@ func (c *Config) Validate() error {
 	positive("audit.queue_size", int64(c.Audit.QueueSize))
 	positive("audit.batch_size", int64(c.Audit.BatchSize))
 	positive("audit.flush_interval", int64(c.Audit.FlushInterval))
+	if c.Manifest.Origin == "" || strings.ContainsAny(c.Manifest.Origin, " \n\t") {
+		add("manifest.origin", fmt.Errorf("%w: must be non-empty without spaces", config.ErrInvalid))
+	}
+	if _, err := c.Manifest.signer(); err != nil {
+		add("manifest.key", err) // never holds key material
+	}
 	return errors.Join(errs...)
 }

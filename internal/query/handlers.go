@@ -2,13 +2,20 @@ package query
 
 import (
 	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"hash"
+	"io"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/agentaudit/agentaudit/internal/integrity"
 )
 
 // Handlers parse and validate, call the Service, and write JSON. No SQL.
@@ -80,8 +87,24 @@ func (s *Server) exportEvents(c *gin.Context, rc *reqCtx) error {
 	if err != nil {
 		return err
 	}
+	withManifest, err := p.oneOf("manifest", "", "1")
+	if err != nil {
+		return err
+	}
+	if withManifest != "" && s.manifest == nil {
+		return paramErr("manifest", "this server signs no export manifests (query.manifest.key is not set)")
+	}
 	fh := p.filterHash(c)
-	w := bufio.NewWriterSize(c.Writer, 64<<10)
+	var body io.Writer = c.Writer
+	var sum hash.Hash
+	if withManifest != "" {
+		// The manifest hashes exactly the bytes of the body, so it can only
+		// follow it: an HTTP trailer, announced before the first byte.
+		sum = sha256.New()
+		body = io.MultiWriter(c.Writer, sum)
+		c.Header("Trailer", ManifestTrailer)
+	}
+	w := bufio.NewWriterSize(body, 64<<10)
 	var enc *json.Encoder
 	var cw *csv.Writer
 	if format == "csv" {
@@ -156,8 +179,38 @@ func (s *Server) exportEvents(c *gin.Context, rc *reqCtx) error {
 	if cw != nil {
 		cw.Flush()
 	}
-	_ = w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if sum != nil {
+		note, err := s.signManifest(c.Request.Context(), rc.scope, sum.Sum(nil), n)
+		if err != nil {
+			// The body is complete but unsigned: cut the stream so a client
+			// that asked for a signed export cannot take it for one.
+			s.fail(c, err)
+			panic(http.ErrAbortHandler)
+		}
+		c.Writer.Header().Set(ManifestTrailer, base64.StdEncoding.EncodeToString([]byte(note)))
+	}
 	return nil
+}
+
+// ManifestTrailer is the HTTP trailer of an export with ?manifest=1: the
+// base64 of the signed manifest note (integrity.VerifyManifest), which
+// holds the SHA-256 of the body, its row count and the latest checkpoint of
+// every log that holds events of the caller's tenants.
+const ManifestTrailer = "Agentaudit-Manifest"
+
+// signManifest signs the manifest of an export of rows rows whose body has
+// SHA-256 sum. The checkpoints are read after the body was written, so
+// every exported event that was already sealed is in a listed tree unless
+// its log's next checkpoint (about a second away) was not signed yet.
+func (s *Server) signManifest(ctx context.Context, sc Scope, sum []byte, rows int64) (string, error) {
+	cps, err := s.svc.ManifestCheckpoints(ctx, sc)
+	if err != nil {
+		return "", err
+	}
+	return s.manifest.SignManifest(&integrity.Manifest{SHA256: sum, Rows: rows, Checkpoints: cps, TS: time.Now()})
 }
 
 func csvRecord(rec []string, e *Event, cur string) []string {

@@ -25,7 +25,10 @@ func TestInjectionAttemptsInEveryFilter(t *testing.T) {
 		strings.Repeat("a", 300), strings.Repeat("'", 1<<20),
 	}
 	leak := regexp.MustCompile(`DB::Exception|Code: \d+|(?i:clickhouse)|SYNTAX_ERROR|UNKNOWN_|Cannot parse|SELECT |FROM [a-z_]`)
-	ids := map[string]string{"agent_id": a.agent, "trace_id": a.trace, "detection_id": a.detection.String(), "token_id": a.token}
+	// Sealed leaves only (no audit_events rows: the count below is exact).
+	sealed := openLog(t, e.conn, testSigner(t), 0).add(t, e.conn, e.db, []string{"tenant-a", "tenant-b"}, 4, false, true)
+	ids := map[string]string{"agent_id": a.agent, "trace_id": a.trace, "detection_id": a.detection.String(), "token_id": a.token,
+		"event_id": sealed[0].EventID.String(), "partition": "0"}
 	for _, r := range e.srv.routes {
 		if r.Public {
 			continue

@@ -27,11 +27,17 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 	e := newEnv(t, nil)
 	a := seed(t, e.conn, e.db, "tenant-a", "a", 40, base)
 	b := seed(t, e.conn, e.db, "tenant-b", "b", 40, base.Add(30*time.Minute))
+	// Each tenant's events sealed in its own partition's log.
+	signer := testSigner(t)
+	sealedA := openLog(t, e.conn, signer, 0).add(t, e.conn, e.db, []string{"tenant-a"}, 3, true, true)
+	sealedB := openLog(t, e.conn, signer, 1).add(t, e.conn, e.db, []string{"tenant-b"}, 3, true, true)
 	ids := map[string][2]string{
 		"agent_id":     {a.agent, b.agent},
 		"trace_id":     {a.trace, b.trace},
 		"detection_id": {a.detection.String(), b.detection.String()},
 		"token_id":     {a.token, b.token},
+		"event_id":     {sealedA[1].EventID.String(), sealedB[1].EventID.String()},
+		"partition":    {"0", "1"},
 	}
 	byPath := map[string]*route{}
 	for _, r := range e.srv.routes {
@@ -104,14 +110,24 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 				t.Errorf("%s as %s: foreign ids: status %d, body %.400s", foreign, who, code, body)
 			}
 			named := build(side, "tenant="+other)
-			if code, body, _ := e.get(who, named); code != http.StatusForbidden || !strings.Contains(string(body), ProblemTenantDenied) {
+			code, body, _ = e.get(who, named)
+			switch {
+			case r.param("tenant", "query") == nil:
+				// Routes over data that is not per tenant (a Merkle log
+				// spans a partition's tenants) take no tenant parameter.
+				if code != http.StatusBadRequest || !strings.Contains(string(body), ProblemInvalidParam) {
+					t.Errorf("%s as %s: tenant on a route without one: status %d, want 400 invalid-parameter: %s", named, who, code, body)
+				}
+			case code != http.StatusForbidden || !strings.Contains(string(body), ProblemTenantDenied):
 				t.Errorf("%s as %s: naming the other tenant: status %d, want 403 tenant-denied: %s", named, who, code, body)
 			}
 		}
 	}
 	// Admin-only routes are 403 for auditors.
-	if code, body, _ := e.get("auditor-a", "/v1/admin/query-audit?"+rangeQS()); code != http.StatusForbidden || !strings.Contains(string(body), ProblemForbidden) {
-		t.Errorf("auditor on the admin route: %d %s", code, body)
+	for _, p := range []string{"/v1/admin/query-audit?" + rangeQS(), "/v1/integrity/logs/audit_events/0/consistency"} {
+		if code, body, _ := e.get("auditor-a", p); code != http.StatusForbidden || !strings.Contains(string(body), ProblemForbidden) {
+			t.Errorf("auditor on the admin route %s: %d %s", p, code, body)
+		}
 	}
 }
 

@@ -23,6 +23,10 @@ var resultTypes = map[string]reflect.Type{
 	"Report":    reflect.TypeFor[Report](),
 	"AuditPage": reflect.TypeFor[Page[AuditRecord]](),
 	"Problem":   reflect.TypeFor[Problem](),
+
+	"RetentionStatus":  reflect.TypeFor[RetentionStatus](),
+	"InclusionProof":   reflect.TypeFor[InclusionProof](),
+	"ConsistencyProof": reflect.TypeFor[ConsistencyProof](),
 }
 
 // buildOpenAPI renders the OpenAPI 3.1 document from the route table, the
@@ -82,7 +86,7 @@ func (s *Server) buildOpenAPI() ([]byte, error) {
 				resp["503"] = problem
 			}
 		} else {
-			for _, code := range []string{"400", "401", "403", "404", "429", "500"} {
+			for _, code := range append([]string{"400", "401", "403", "404", "429", "500"}, r.Problems...) {
 				resp[code] = problem
 			}
 			if r.Admin {
@@ -153,6 +157,9 @@ func jsonSchema(t reflect.Type, depth int) map[string]any {
 	case reflect.Float32, reflect.Float64:
 		return map[string]any{"type": "number"}
 	case reflect.Slice, reflect.Array:
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "contentEncoding": "base64"} // encoding/json's []byte
+		}
 		if t.Elem() == t || (t.Elem().Kind() == reflect.Pointer && t.Elem().Elem().Kind() == reflect.Struct && depth > 2) {
 			return map[string]any{"type": "array", "items": map[string]any{"type": "object"}}
 		}

@@ -44,6 +44,9 @@ func TestOpenAPIMatchesTheRegisteredRoutes(t *testing.T) {
 			t.Errorf("%s is in /openapi.json but not served", k)
 		}
 	}
+	if _, ok := doc.Paths["/v1/integrity/events/{event_id}/proof"]["get"]["responses"].(map[string]any)["409"]; !ok {
+		t.Error("the inclusion proof's 409 not-committed is not documented")
+	}
 	if len(served) < 14 {
 		t.Errorf("only %d routes served", len(served))
 	}

@@ -149,12 +149,12 @@ func (p *params) oneOf(name, def string, allowed ...string) (string, error) {
 	return s, nil
 }
 
-// filterHash identifies the request's filters (everything but cursor and
-// limit, plus the route and the path) for cursors.
+// filterHash identifies the request's filters (everything but cursor,
+// limit and manifest, plus the route and the path) for cursors.
 func (p *params) filterHash(c *gin.Context) string {
 	keys := make([]string, 0, len(p.v))
 	for k := range p.v {
-		if k != "cursor" && k != "limit" {
+		if k != "cursor" && k != "limit" && k != "manifest" { // a manifest does not change the rows
 			keys = append(keys, k)
 		}
 	}

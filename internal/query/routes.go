@@ -28,11 +28,13 @@ type route struct {
 	// Global: the route returns no per-tenant rows (e.g. policy text), so
 	// the isolation test only checks that no other tenant's rows appear.
 	// Any per-tenant row it does return must carry a tenant_id field.
-	Global  bool
-	Result  string // OpenAPI schema name of the 200 body; "" for non-JSON
-	Produce []string
-	Params  []param
-	handler func(*Server, *gin.Context, *reqCtx) error
+	Global bool
+	Result string // OpenAPI schema name of the 200 body; "" for non-JSON
+	// Problems lists problem statuses beyond the common ones (OpenAPI).
+	Problems []string
+	Produce  []string
+	Params   []param
+	handler  func(*Server, *gin.Context, *reqCtx) error
 }
 
 func (r *route) param(name, in string) *param {
@@ -61,7 +63,9 @@ var (
 	pTraceID  = param{Name: "trace_id", In: "query", Type: "string", Desc: "trace_id equals."}
 	pRule     = param{Name: "rule", In: "query", Type: "string", Desc: "Only events that are evidence of a detection of this rule id."}
 	pText     = param{Name: "q", In: "query", Type: "string", Desc: "Case-insensitive substring of tool_name or resource."}
-	pFormat   = param{Name: "format", In: "query", Type: "string", Enum: []string{"ndjson", "csv"}, Desc: "Export format (default ndjson)."}
+	pManifest = param{Name: "manifest", In: "query", Type: "string", Enum: []string{"1"},
+		Desc: "1: end the export with the HTTP trailer Agentaudit-Manifest, the base64 of a signed note holding the SHA-256 of the body, its rows and the latest checkpoint of each log holding the caller's tenants' events (400 when the server has no manifest key)."}
+	pFormat = param{Name: "format", In: "query", Type: "string", Enum: []string{"ndjson", "csv"}, Desc: "Export format (default ndjson)."}
 )
 
 func eventFilterParams() []param {
@@ -69,14 +73,6 @@ func eventFilterParams() []param {
 }
 
 // routes is the API.
-//
-// Retention status goes here once the retention work lands: one more entry,
-// e.g. {Method: "GET", Path: "/v1/retention", ID: "retentionStatus",
-// Result: "RetentionStatus", Params: []param{pTenant}, handler: (*Server).retention},
-// with its result type in resultTypes (openapi.go), its SQL in a Service
-// method that takes the Scope, and every per-tenant row carrying tenant_id.
-// TestTenantIsolationOnEveryRoute and TestOpenAPIMatchesTheRegisteredRoutes
-// then cover it without changes.
 func routes() []*route {
 	return []*route{
 		{Method: "GET", Path: "/healthz", ID: "healthz", Summary: "Liveness.", Public: true, Produce: []string{"text/plain"}, handler: (*Server).healthz},
@@ -87,7 +83,7 @@ func routes() []*route {
 		{Method: "GET", Path: "/v1/events", ID: "searchEvents", Summary: "Search audit events, newest first, cursor-paginated.", Result: "EventPage",
 			Params: append(eventFilterParams(), pLimit, pCursor), handler: (*Server).searchEvents},
 		{Method: "GET", Path: "/v1/export/events", ID: "exportEvents", Summary: "Stream every event of a search as NDJSON or CSV; each row carries the cursor to resume after it.",
-			Produce: []string{"application/x-ndjson", "text/csv"}, Params: append(eventFilterParams(), pFormat, pCursor), handler: (*Server).exportEvents},
+			Produce: []string{"application/x-ndjson", "text/csv"}, Params: append(eventFilterParams(), pFormat, pCursor, pManifest), handler: (*Server).exportEvents},
 		{Method: "GET", Path: "/v1/agents/:agent_id/timeline", ID: "agentTimeline", Summary: "An agent's audit events and GenAI spans interleaved by time, with its delegation chain.", Result: "Timeline",
 			Params: []param{{Name: "agent_id", In: "path", Type: "string", Required: true}, pTenant, pFrom, pTo, pLimit, pCursor}, handler: (*Server).timeline},
 		{Method: "GET", Path: "/v1/traces/:trace_id", ID: "getTrace", Summary: "A trace: its span tree and the audit events carrying its trace id.", Result: "Trace",
@@ -110,5 +106,22 @@ func routes() []*route {
 		{Method: "GET", Path: "/v1/admin/query-audit", ID: "queryAudit", Summary: "The query audit trail: every API call. Admins only.", Admin: true, Result: "AuditPage",
 			Params:  []param{pTenant, pFrom, pTo, {Name: "principal", In: "query", Type: "string"}, {Name: "route", In: "query", Type: "string", Desc: "Route template, e.g. /v1/events."}, pLimit, pCursor},
 			handler: (*Server).queryAudit},
+		{Method: "GET", Path: "/v1/retention/status", ID: "retentionStatus", Result: "RetentionStatus",
+			Summary: "Retention state of the caller's tenants: rows per data class and volume (hot/cold), ages under the policy in force, when the next move and deletion are due, legal holds. " +
+				"A principal granted every tenant who names none gets the whole database per table and volume and the policy instead.",
+			Params: []param{pTenant}, handler: (*Server).retentionStatus},
+		{Method: "GET", Path: "/v1/integrity/events/:event_id/proof", ID: "inclusionProof", Result: "InclusionProof",
+			Summary: "Inclusion proof of an audit event in its signed Merkle log (RFC 6962), with the signed checkpoint note verbatim; byte fields are base64. " +
+				"404 for an event of a tenant not granted, 409 (not-committed) while no checkpoint covers the event yet.",
+			Params: []param{{Name: "event_id", In: "path", Type: "string", Format: "uuid", Required: true}, pTenant,
+				{Name: "size", In: "query", Type: "integer", Desc: "Prove against the checkpoint of this tree size (default: the latest)."}},
+			Problems: []string{"409"}, handler: (*Server).inclusionProof},
+		{Method: "GET", Path: "/v1/integrity/logs/audit_events/:partition/consistency", ID: "consistencyProof", Result: "ConsistencyProof", Admin: true, Global: true,
+			Summary: "Consistency proof between two signed checkpoints of the log audit_events/<partition>, with both notes verbatim; byte fields are base64. Admins only: " +
+				"a log holds every tenant of a Kafka partition, and its sizes and checkpoint times reveal their volumes.",
+			Params: []param{{Name: "partition", In: "path", Type: "integer", Required: true},
+				{Name: "from_size", In: "query", Type: "integer", Desc: "Size of the older checkpoint (default: the checkpoint before to_size)."},
+				{Name: "to_size", In: "query", Type: "integer", Desc: "Size of the newer checkpoint (default: the latest)."}},
+			handler: (*Server).consistencyProof},
 	}
 }

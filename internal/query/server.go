@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/query/auth"
 )
 
@@ -36,12 +37,14 @@ type Server struct {
 	audit   *auditWriter
 	m       *metrics
 	cursors *cursorSigner
-	log     *slog.Logger
-	gather  prometheus.Gatherer // nil: /metrics answers 404
-	engine  *gin.Engine
-	routes  []*route
-	openAPI []byte
-	srv     *http.Server
+	// manifest signs export manifests; nil: not offered.
+	manifest *integrity.Signer
+	log      *slog.Logger
+	gather   prometheus.Gatherer // nil: /metrics answers 404
+	engine   *gin.Engine
+	routes   []*route
+	openAPI  []byte
+	srv      *http.Server
 
 	mu sync.Mutex
 	ln net.Listener
@@ -70,8 +73,12 @@ func New(ctx context.Context, cfg Config, conn driver.Conn, db string, log *slog
 	if cfg.CursorKey == "" {
 		log.Warn("query cursor key not set: cursors are signed with a random key and do not survive a restart or cross replicas")
 	}
+	ms, err := cfg.Manifest.signer()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		cfg: cfg, svc: svc, auth: a, cursors: cs, log: log,
+		cfg: cfg, svc: svc, auth: a, cursors: cs, manifest: ms, log: log,
 		limits: newLimiters(cfg.RateLimit.RequestsPerSecond, cfg.RateLimit.Burst, time.Now),
 		audit:  newAuditWriter(conn, db+".query_audit", cfg.Audit, log),
 	}
