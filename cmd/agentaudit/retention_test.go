@@ -15,7 +15,6 @@ import (
 	"github.com/agentaudit/agentaudit/schema"
 )
 
-
 func TestRetentionFlagsPerCommand(t *testing.T) {
 	cases := []struct {
 		args    []string

@@ -21,7 +21,6 @@ import (
 	"github.com/agentaudit/agentaudit/schema"
 )
 
-
 // TestVerifyCommand runs `agentaudit verify` on a sealed database: exit 0,
 // then 1 after one row was changed.
 func TestVerifyCommand(t *testing.T) {
