@@ -9,6 +9,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"io"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/agentaudit/agentaudit/internal/chdb"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
@@ -38,12 +41,14 @@ func main() {
 	ingestBin := flag.String("ingest", "bin/ingest", "ingest binary")
 	serverBin := flag.String("agentaudit", "bin/agentaudit", "agentaudit binary (serves ClickHouse)")
 	work := flag.String("dir", ".cache/bench-ingest", "working directory")
+	sealRuns := flag.Int("integrity-runs", 3, "further runs with -integrity.enabled (audit events sealed into signed Merkle logs); 0: none")
 	keep := flag.Bool("keep", false, "keep the last run's database (inspect with: bin/agentaudit clickhouse -path DIR/clickhouse)")
 	profile := flag.Duration("profile", 0, "if set, take a CPU profile of ingest for this long during run 1 (written to -dir)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	profileFor = *profile
 	keepLast = *keep
+	integrityRuns = *sealRuns
 	if err := run(*traces, *events, *runs, *ingestBin, *serverBin, *work, log); err != nil {
 		fmt.Fprintln(os.Stderr, "ingestbench:", err)
 		os.Exit(1)
@@ -99,13 +104,32 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 	runsTotal = runs
 	for r := 1; r <= runs; r++ {
 		chBefore := cpuSeconds(ch.PID())
-		s, e, m, d, err := oneRun(ctx, r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events)
+		s, e, m, d, _, err := oneRun(ctx, r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events, false)
 		fmt.Printf("run %d: clickhouse_cpu_seconds=%.1f (whole run incl. OPTIMIZE FINAL)\n", r, cpuSeconds(ch.PID())-chBefore)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("run %d: spans_per_sec=%.0f events_per_sec=%.0f peak_rss_mb=%.0f disk_bytes_per_span=%.1f\n", r, s, e, m, d)
 		spansPS, eventsPS, rss, disk = append(spansPS, s), append(eventsPS, e), append(rss, m), append(disk, d)
+	}
+	// The same workload with the tamper-evident log on: every audit event
+	// sealed (leaf insert after each events batch, a signed checkpoint per
+	// partition at most every second).
+	var sealSpans, sealEvents, lags []float64
+	for r := 1; r <= integrityRuns; r++ {
+		s, e, _, _, lag, err := oneRun(ctx, runs+r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events, true)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("integrity run %d: spans_per_sec=%.0f events_per_sec=%.0f proof_lag_p99_ms=%.0f\n", r, s, e, lag)
+		sealSpans, sealEvents, lags = append(sealSpans, s), append(sealEvents, e), append(lags, lag)
+	}
+	if integrityRuns > 0 {
+		fmt.Printf("integrity_off_events_per_sec=%.0f\n", median(eventsPS))
+		fmt.Printf("integrity_on_events_per_sec=%.0f\n", median(sealEvents))
+		fmt.Printf("integrity_on_spans_per_sec=%.0f\n", median(sealSpans))
+		fmt.Printf("integrity_cost_pct=%.1f\n", 100*(1-median(sealEvents)/median(eventsPS)))
+		fmt.Printf("integrity_proof_lag_p99_ms=%.0f\n", median(lags))
 	}
 	fmt.Printf("ingest_spans_per_sec=%.0f\n", median(spansPS))
 	fmt.Printf("ingest_events_per_sec=%.0f\n", median(eventsPS))
@@ -116,8 +140,9 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 
 var (
 	profileFor time.Duration
-	keepLast   bool
-	runsTotal  int
+	keepLast      bool
+	runsTotal     int
+	integrityRuns int
 )
 
 // takeProfile saves a CPU profile of the ingest process from its admin port.
@@ -147,7 +172,7 @@ func takeProfile(addr, path string, d time.Duration) {
 	}
 }
 
-func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ingestBin, work string, wantSpans, wantEvents int64) (spansPS, eventsPS, rssMB, diskPerSpan float64, err error) {
+func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ingestBin, work string, wantSpans, wantEvents int64, seal bool) (spansPS, eventsPS, rssMB, diskPerSpan, proofLagP99 float64, err error) {
 	db := fmt.Sprintf("bench_%d", r)
 	port, err := chdb.FreePort()
 	if err != nil {
@@ -158,6 +183,15 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 		"-ingest.kafka.brokers="+kafkaAddr, "-ingest.kafka.group-id="+db,
 		"-clickhouse.addr="+chAddr, "-clickhouse.database="+db,
 		"-telemetry.listen-address="+adminAddr, "-telemetry.log-level=warn", "-otlp-http.listen-address=")
+	if seal {
+		_, key, kerr := ed25519.GenerateKey(nil)
+		if kerr != nil {
+			err = kerr
+			return
+		}
+		cmd.Args = append(cmd.Args, "-integrity.enabled")
+		cmd.Env = append(os.Environ(), "AGENTAUDIT_INTEGRITY_KEY="+base64.StdEncoding.EncodeToString(key.Seed()))
+	}
 	logf, err := os.Create(filepath.Join(work, db+".log"))
 	if err != nil {
 		return
@@ -182,7 +216,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	var peak float64
 	for spansAt == 0 || eventsAt == 0 {
 		if time.Since(start) > 10*time.Minute {
-			return 0, 0, 0, 0, fmt.Errorf("run %d: not done after 10 minutes", r)
+			return 0, 0, 0, 0, 0, fmt.Errorf("run %d: not done after 10 minutes", r)
 		}
 		time.Sleep(100 * time.Millisecond)
 		peak = max(peak, hwmMB(cmd.Process.Pid))
@@ -197,6 +231,20 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	}
 	peak = max(peak, hwmMB(cmd.Process.Pid))
 	fmt.Printf("run %d: ingest_cpu_seconds=%.1f wall_seconds=%.1f\n", r, cpuSeconds(cmd.Process.Pid), max(spansAt, eventsAt).Seconds())
+	if seal {
+		// Let the last checkpoints be signed (interval 1 s), then read the
+		// proof lag histogram: sealed -> covered by a signed checkpoint.
+		time.Sleep(2500 * time.Millisecond)
+		var leaves uint64
+		_ = conn.QueryRow(ctx, "SELECT count() FROM "+db+".merkle_leaves").Scan(&leaves)
+		if int64(leaves) != wantEvents {
+			err = fmt.Errorf("run %d: %d leaves for %d events", r, leaves, wantEvents)
+			return
+		}
+		proofLagP99, err = histogramQuantile(adminAddr, "agentaudit_integrity_proof_lag_seconds", 0.99)
+		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
+		return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, 0, proofLagP99 * 1000, err
+	}
 	if err = conn.Exec(ctx, "OPTIMIZE TABLE "+db+".spans FINAL"); err != nil {
 		return
 	}
@@ -212,7 +260,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	if !keepLast || r < runsTotal {
 		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
 	}
-	return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, float64(bytes) / float64(rows), nil
+	return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, float64(bytes) / float64(rows), 0, nil
 }
 
 // hwmMB is the peak resident set (VmHWM) of a process in MiB.
@@ -270,4 +318,42 @@ func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// histogramQuantile reads a histogram from a /metrics endpoint and returns
+// quantile q, interpolated linearly inside the bucket (as PromQL's
+// histogram_quantile does).
+func histogramQuantile(addr, name string, q float64) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var p expfmt.TextParser
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	mf, ok := mfs[name]
+	if !ok || len(mf.GetMetric()) == 0 {
+		return 0, fmt.Errorf("%s: not exported", name)
+	}
+	h := mf.GetMetric()[0].GetHistogram()
+	total := float64(h.GetSampleCount())
+	if total == 0 {
+		return 0, fmt.Errorf("%s: no samples", name)
+	}
+	rank := q * total
+	prevBound, prevCount := 0.0, 0.0
+	for _, b := range h.GetBucket() {
+		c := float64(b.GetCumulativeCount())
+		if c >= rank {
+			if c == prevCount {
+				return b.GetUpperBound(), nil
+			}
+			return prevBound + (b.GetUpperBound()-prevBound)*(rank-prevCount)/(c-prevCount), nil
+		}
+		prevBound, prevCount = b.GetUpperBound(), c
+	}
+	return prevBound, nil // in the +Inf bucket: the largest finite bound
 }
