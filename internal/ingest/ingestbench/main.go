@@ -139,7 +139,7 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 }
 
 var (
-	profileFor time.Duration
+	profileFor    time.Duration
 	keepLast      bool
 	runsTotal     int
 	integrityRuns int
