@@ -28,6 +28,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/agentaudit/agentaudit/internal/chdb"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
@@ -329,7 +330,7 @@ func histogramQuantile(addr, name string, q float64) (float64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	var p expfmt.TextParser
+	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		return 0, err
