@@ -42,6 +42,15 @@ func (s *Server) searchEvents(c *gin.Context, rc *reqCtx) error {
 	if err != nil {
 		return err
 	}
+	return servePage(s, c, rc, p, func(ctx context.Context, after *Cursor, limit int) ([]Event, bool, error) {
+		return s.svc.SearchEvents(ctx, rc.scope, f, after, limit)
+	}, func(r Event) Cursor { return Cursor{TS: r.TS, ID: r.EventID} })
+}
+
+// servePage reads the page size and cursor, fetches one keyset page and
+// writes it with the cursor after its last row (when there are more).
+func servePage[T any](s *Server, c *gin.Context, rc *reqCtx, p *params,
+	fetch func(ctx context.Context, after *Cursor, limit int) ([]T, bool, error), key func(T) Cursor) error {
 	limit, err := p.limit()
 	if err != nil {
 		return err
@@ -50,14 +59,13 @@ func (s *Server) searchEvents(c *gin.Context, rc *reqCtx) error {
 	if err != nil {
 		return err
 	}
-	items, more, err := s.svc.SearchEvents(c.Request.Context(), rc.scope, f, after, limit)
+	items, more, err := fetch(c.Request.Context(), after, limit)
 	if err != nil {
 		return err
 	}
-	page := Page[Event]{Items: items}
+	page := Page[T]{Items: items}
 	if more {
-		last := items[len(items)-1]
-		page.NextCursor = s.cursors.Encode(Cursor{TS: last.TS, ID: last.EventID}, p.filterHash(c))
+		page.NextCursor = s.cursors.Encode(key(items[len(items)-1]), p.filterHash(c))
 	}
 	rc.rows = uint64(len(items))
 	c.JSON(http.StatusOK, page)
@@ -278,26 +286,9 @@ func (s *Server) listDetections(c *gin.Context, rc *reqCtx) error {
 		return err
 	}
 	f.Rule, f.Agent, f.Token = p.str("rule"), p.str("agent"), p.str("token")
-	limit, err := p.limit()
-	if err != nil {
-		return err
-	}
-	after, err := p.cursor(c)
-	if err != nil {
-		return err
-	}
-	items, more, err := s.svc.Detections(c.Request.Context(), rc.scope, f, after, limit)
-	if err != nil {
-		return err
-	}
-	page := Page[Detection]{Items: items}
-	if more {
-		last := items[len(items)-1]
-		page.NextCursor = s.cursors.Encode(Cursor{TS: last.TS, ID: last.DetectionID}, p.filterHash(c))
-	}
-	rc.rows = uint64(len(items))
-	c.JSON(http.StatusOK, page)
-	return nil
+	return servePage(s, c, rc, p, func(ctx context.Context, after *Cursor, limit int) ([]Detection, bool, error) {
+		return s.svc.Detections(ctx, rc.scope, f, after, limit)
+	}, func(r Detection) Cursor { return Cursor{TS: r.TS, ID: r.DetectionID} })
 }
 
 func (s *Server) getDetection(c *gin.Context, rc *reqCtx) error {
@@ -363,26 +354,9 @@ func (s *Server) queryAudit(c *gin.Context, rc *reqCtx) error {
 		return err
 	}
 	f.Principal, f.Route = p.str("principal"), p.str("route")
-	limit, err := p.limit()
-	if err != nil {
-		return err
-	}
-	after, err := p.cursor(c)
-	if err != nil {
-		return err
-	}
-	items, more, err := s.svc.QueryAudit(c.Request.Context(), rc.scope, f, after, limit)
-	if err != nil {
-		return err
-	}
-	page := Page[AuditRecord]{Items: items}
-	if more {
-		last := items[len(items)-1]
-		page.NextCursor = s.cursors.Encode(Cursor{TS: last.TS, ID: last.RequestID}, p.filterHash(c))
-	}
-	rc.rows = uint64(len(items))
-	c.JSON(http.StatusOK, page)
-	return nil
+	return servePage(s, c, rc, p, func(ctx context.Context, after *Cursor, limit int) ([]AuditRecord, bool, error) {
+		return s.svc.QueryAudit(ctx, rc.scope, f, after, limit)
+	}, func(r AuditRecord) Cursor { return Cursor{TS: r.TS, ID: r.RequestID} })
 }
 
 func (s *Server) openapi(c *gin.Context, _ *reqCtx) error {
