@@ -30,12 +30,12 @@ func newEventCodec(cfg Config) (*eventCodec, error) {
 func (c *eventCodec) table() string   { return "audit_events" }
 func (c *eventCodec) columns() *block { return &c.blk.block }
 
-func (c *eventCodec) appendTo(write bool, msg kafka.Message, stored *storedSet) (appended, error) {
+func (c *eventCodec) appendTo(msg kafka.Message, stored *storedSet) (appended, error) {
 	e, err := c.dec.Decode(msg.Value)
 	if err != nil {
 		return appended{}, err
 	}
-	if write && c.sealing {
+	if c.sealing {
 		// Sealed from the message as decoded, never from ClickHouse, and
 		// also when an earlier owner stored the row but died before its leaf
 		// was written.
@@ -46,9 +46,7 @@ func (c *eventCodec) appendTo(write bool, msg kafka.Message, stored *storedSet) 
 	if stored.has(msg.Offset, 0) {
 		return appended{skipped: 1}, nil
 	}
-	if write {
-		e.SrcPartition, e.SrcOffset, e.SrcIndex = uint16(msg.Partition), uint64(msg.Offset), 0
-		c.blk.append(&e)
-	}
-	return appended{rows: 1}, nil
+	e.SrcPartition, e.SrcOffset, e.SrcIndex = uint16(msg.Partition), uint64(msg.Offset), 0
+	c.blk.append(&e)
+	return appended{}, nil
 }

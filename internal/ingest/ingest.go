@@ -46,7 +46,6 @@ import (
 type Service struct {
 	cfg    Config
 	conn   driver.Conn
-	target chstore.Config
 	log    *slog.Logger
 	m      *metrics
 	dlq    *kafka.Writer
@@ -72,7 +71,6 @@ func New(cfg Config, conn driver.Conn, target chstore.Config, log *slog.Logger, 
 	s := &Service{
 		cfg:       cfg,
 		conn:      conn,
-		target:    target,
 		inserters: chstore.NewInserterPool(target, cfg.InsertConcurrency),
 		log:       log,
 		m:         newMetrics(reg),

@@ -30,7 +30,7 @@ func newSpanCodec(cfg Config) (*spanCodec, error) {
 func (c *spanCodec) table() string   { return "spans" }
 func (c *spanCodec) columns() *block { return &c.blk.block }
 
-func (c *spanCodec) appendTo(write bool, msg kafka.Message, stored *storedSet) (appended, error) {
+func (c *spanCodec) appendTo(msg kafka.Message, stored *storedSet) (appended, error) {
 	spans, st, err := event.DecodeSpans(msg.Value, c.enc, c.opts, c.scratch[:0])
 	c.scratch = spans
 	defer clear(c.scratch)
@@ -44,12 +44,8 @@ func (c *spanCodec) appendTo(write bool, msg kafka.Message, stored *storedSet) (
 			a.skipped++
 			continue
 		}
-		a.rows++
 		if st.UnknownTenant > 0 && s.TenantID == c.unknownTenant {
 			a.unknownTenant++
-		}
-		if !write {
-			continue
 		}
 		s.SrcPartition, s.SrcOffset = uint16(msg.Partition), uint64(msg.Offset)
 		c.blk.append(s)
