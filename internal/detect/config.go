@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/retry"
 )
 
 // Config of the detector service.
@@ -35,10 +36,7 @@ type Config struct {
 // RetryConfig: exponential backoff with full jitter for ClickHouse inserts
 // and the action sink; both are retried until they succeed or the detector
 // stops, and offsets never move past an unstored or unacted detection.
-type RetryConfig struct {
-	MinBackoff time.Duration `yaml:"min_backoff"`
-	MaxBackoff time.Duration `yaml:"max_backoff"`
-}
+type RetryConfig = retry.Config
 
 // RegisterFlagsWithPrefix binds the config to flags (prefix e.g. "detect.").
 func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {

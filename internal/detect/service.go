@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/retry"
 )
 
 // Service is the detector: consumer, engine and sink.
@@ -67,7 +67,7 @@ func (s *Service) Run(ctx context.Context) error {
 				return nil
 			}
 			s.log.Warn("warm state from clickhouse failed; retrying", "err", err)
-			sleepCtx(ctx, backoff(s.cfg.Retry, attempt))
+			retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
 		}
 	}
 	topics := []string{s.cfg.EventsTopic}
@@ -242,7 +242,7 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 		}
 		s.m.insertErrs.Inc()
 		s.log.Warn("insert detections failed; retrying", "err", err, "batch_rows", len(rows))
-		sleepCtx(ctx, backoff(s.cfg.Retry, attempt))
+		retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
 	}
 	now := time.Now()
 	for i := range accs {
@@ -268,7 +268,7 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 			}
 			s.m.actErrors.Inc()
 			s.log.Warn("action sink failed; retrying", "err", err, "rule_id", a.d.RuleID, "detection_id", a.d.ID)
-			sleepCtx(ctx, backoff(s.cfg.Retry, attempt))
+			retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
 		}
 	}
 	return true
@@ -375,7 +375,7 @@ func (w *worker) run(gctx context.Context) {
 			case errors.Is(err, context.DeadlineExceeded):
 			default:
 				log.Warn("fetch", "err", err)
-				sleepCtx(gctx, backoff(s.cfg.Retry, 0))
+				retry.Sleep(gctx, s.cfg.Retry.Backoff(0))
 			}
 			commit(false)
 			lastTick = time.Now()
@@ -415,27 +415,6 @@ func (w *worker) run(gctx context.Context) {
 			commit(false)
 			lastTick = time.Now()
 		}
-	}
-}
-
-// backoff returns the wait before retry attempt n (0-based): exponential,
-// capped, with full jitter.
-func backoff(cfg RetryConfig, attempt int) time.Duration {
-	d := cfg.MinBackoff << min(attempt, 20)
-	if d <= 0 || d > cfg.MaxBackoff {
-		d = cfg.MaxBackoff
-	}
-	return time.Duration(rand.Int64N(int64(d)) + 1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/retry"
 )
 
 // Config of the ingest service.
@@ -40,10 +41,7 @@ type BatchConfig struct {
 // RetryConfig: exponential backoff with full jitter for ClickHouse and
 // dead-letter writes. They are retried until they succeed or the partition
 // is given up (rebalance, shutdown); offsets never move past unwritten rows.
-type RetryConfig struct {
-	MinBackoff time.Duration `yaml:"min_backoff"`
-	MaxBackoff time.Duration `yaml:"max_backoff"`
-}
+type RetryConfig = retry.Config
 
 // RegisterFlagsWithPrefix binds the config to flags (prefix e.g. "ingest.").
 func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {

@@ -31,7 +31,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -171,25 +170,4 @@ func (s *Service) newCodec(topic string) (codec, error) {
 		return newEventCodec(s.cfg)
 	}
 	return nil, fmt.Errorf("no codec for topic %s", topic)
-}
-
-// backoff returns the wait before retry attempt n (0-based): exponential,
-// capped, with full jitter.
-func backoff(cfg RetryConfig, attempt int) time.Duration {
-	d := cfg.MinBackoff << min(attempt, 20)
-	if d <= 0 || d > cfg.MaxBackoff {
-		d = cfg.MaxBackoff
-	}
-	return time.Duration(rand.Int64N(int64(d)) + 1)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

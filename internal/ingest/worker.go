@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/integrity"
+	"github.com/agentaudit/agentaudit/internal/retry"
 )
 
 // rowID is a row's origin within its topic partition.
@@ -99,7 +100,7 @@ func (w *worker) run(gctx context.Context) {
 		}
 		w.s.m.retries.WithLabelValues(table, "recover").Inc()
 		w.log.Warn("cannot read what ClickHouse holds of this partition yet; retrying", "err", err)
-		sleepCtx(gctx, backoff(w.s.cfg.Retry, attempt))
+		retry.Sleep(gctx, w.s.cfg.Retry.Backoff(attempt))
 	}
 	if stored != nil {
 		w.log.Info("partition has rows stored past its committed offset; they will not be written again",
@@ -117,7 +118,7 @@ func (w *worker) run(gctx context.Context) {
 			}
 			w.s.m.retries.WithLabelValues(table, "recover").Inc()
 			w.log.Warn("cannot open the partition's integrity log yet; retrying", "err", err)
-			sleepCtx(gctx, backoff(w.s.cfg.Retry, attempt))
+			retry.Sleep(gctx, w.s.cfg.Retry.Backoff(attempt))
 		}
 	}
 
@@ -183,7 +184,7 @@ func (w *worker) run(gctx context.Context) {
 				reset()
 			default:
 				w.log.Warn("fetch", "err", err)
-				sleepCtx(gctx, backoff(w.s.cfg.Retry, 0))
+				retry.Sleep(gctx, w.s.cfg.Retry.Backoff(0))
 			}
 			continue
 		}
@@ -240,7 +241,7 @@ func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 		}
 		w.s.m.retries.WithLabelValues(table, "dead_letter").Inc()
 		w.log.Warn("dead-letter write failed; retrying", "err", err, "messages", len(dead))
-		sleepCtx(ctx, backoff(w.s.cfg.Retry, attempt))
+		retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
 	}
 	if n := b.rows(); n > 0 {
 		// Every attempt carries the batch's deduplication token, so a retry
@@ -257,7 +258,7 @@ func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 			}
 			w.s.m.retries.WithLabelValues(table, "insert").Inc()
 			w.log.Warn("insert failed; retrying", "err", err, "rows", n, "attempt", attempt+1)
-			sleepCtx(ctx, backoff(w.s.cfg.Retry, attempt))
+			retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
 		}
 		w.s.m.rows.WithLabelValues(table).Add(float64(n))
 		w.s.m.batchRows.WithLabelValues(table).Observe(float64(n))
@@ -278,7 +279,7 @@ func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 			}
 			w.s.m.retries.WithLabelValues(table, "seal").Inc()
 			w.log.Warn("sealing into the integrity log failed; retrying", "err", err, "events", len(evs), "attempt", attempt+1)
-			sleepCtx(ctx, backoff(w.s.cfg.Retry, attempt))
+			retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
 		}
 		w.checkpoint(ctx)
 	}
