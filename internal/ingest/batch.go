@@ -53,14 +53,15 @@ func (b *batch) rows() int { return b.c.columns().rows() }
 // sealer is implemented by codecs whose rows are sealed into the
 // integrity log (audit events).
 type sealer interface {
-	sealedEvents() []integrity.Sealed
-	resetSealed()
+	// takeSealed returns the events to seal appended since the last call,
+	// in offset order, and forgets them.
+	takeSealed() []integrity.Sealed
 }
 
 func (b *batch) reset() {
 	b.c.columns().reset()
 	if s, ok := b.c.(sealer); ok {
-		s.resetSealed()
+		s.takeSealed()
 	}
 	b.msgs, b.token = 0, ""
 }

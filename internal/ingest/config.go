@@ -36,6 +36,11 @@ type BatchConfig struct {
 	MaxRows  int           `yaml:"max_rows"`
 	MaxBytes int           `yaml:"max_bytes"`
 	MaxAge   time.Duration `yaml:"max_age"`
+	// EventsMaxAge replaces MaxAge for the audit events topic: audit events
+	// are the evidence, and their age bounds how soon they are queryable and
+	// provable (integrity proof lag = batch age + flush + checkpoint
+	// interval). Under load batches fill by rows or bytes long before.
+	EventsMaxAge time.Duration `yaml:"events_max_age"`
 }
 
 // RetryConfig: exponential backoff with full jitter for ClickHouse and
@@ -56,6 +61,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.IntVar(&c.Batch.MaxRows, p+"batch.max-rows", 20_000, "flush a partition's batch at this many rows")
 	fs.IntVar(&c.Batch.MaxBytes, p+"batch.max-bytes", 4<<20, "flush a partition's batch at this many message bytes (a batch holds about as much in memory; all partitions can be full at once)")
 	fs.DurationVar(&c.Batch.MaxAge, p+"batch.max-age", time.Second, "flush a partition's batch this long after its first message")
+	fs.DurationVar(&c.Batch.EventsMaxAge, p+"batch.events-max-age", 250*time.Millisecond, "batch.max-age for the audit events topic (how soon an event is queryable and provable at low traffic)")
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 100*time.Millisecond, "first retry backoff")
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 10*time.Second, "largest retry backoff")
 	fs.IntVar(&c.FetchMaxBytes, p+"kafka.fetch-max-bytes", 4<<20, "max bytes per fetch request per partition")
@@ -93,6 +99,7 @@ func (c *Config) Validate() error {
 	positive("batch.max_rows", int64(c.Batch.MaxRows))
 	positive("batch.max_bytes", int64(c.Batch.MaxBytes))
 	positive("batch.max_age", int64(c.Batch.MaxAge))
+	positive("batch.events_max_age", int64(c.Batch.EventsMaxAge))
 	positive("retry.min_backoff", int64(c.Retry.MinBackoff))
 	if c.Retry.MaxBackoff < c.Retry.MinBackoff {
 		add("retry.max_backoff", fmt.Errorf("%w: must be >= min_backoff", config.ErrInvalid))

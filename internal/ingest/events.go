@@ -16,8 +16,11 @@ type eventCodec struct {
 	sealed  []integrity.Sealed
 }
 
-func (c *eventCodec) sealedEvents() []integrity.Sealed { return c.sealed }
-func (c *eventCodec) resetSealed()                     { clear(c.sealed); c.sealed = c.sealed[:0] }
+func (c *eventCodec) takeSealed() []integrity.Sealed {
+	s := c.sealed
+	c.sealed = nil // the tail stage still reads s while the next batch fills
+	return s
+}
 
 func newEventCodec(cfg Config) (*eventCodec, error) {
 	dec, err := event.NewAuditDecoder(cfg.Events)
@@ -41,7 +44,11 @@ func (c *eventCodec) appendTo(msg kafka.Message, stored *storedSet) (appended, e
 		// was written.
 		ev := e
 		ev.SrcPartition, ev.SrcOffset, ev.SrcIndex = uint16(msg.Partition), uint64(msg.Offset), 0
-		c.sealed = append(c.sealed, integrity.Sealed{Offset: msg.Offset, Event: &ev})
+		sl := integrity.Sealed{Offset: msg.Offset, Event: &ev}
+		if msg.Time.Unix() > 0 { // a producer that set no timestamp sent 0
+			sl.Written = msg.Time
+		}
+		c.sealed = append(c.sealed, sl)
 	}
 	if stored.has(msg.Offset, 0) {
 		return appended{skipped: 1}, nil

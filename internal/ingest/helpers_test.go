@@ -292,6 +292,8 @@ func metricSum(t *testing.T, reg *prometheus.Registry, name string, labels ...st
 				sum += m.GetCounter().GetValue()
 			case m.GetGauge() != nil:
 				sum += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
 			}
 		}
 	}

@@ -50,6 +50,8 @@ type Service struct {
 	dlq    *kafka.Writer
 	codecs map[string]codec  // by topic
 	signer *integrity.Signer // nil: audit events are not sealed
+	// checkpointer signs the partitions' integrity logs while Run runs.
+	checkpointer *integrity.Checkpointer
 	// inserters are shared by all partition workers: they bound the number
 	// of concurrent inserts and the memory of their encode buffers.
 	inserters *chstore.InserterPool
@@ -120,6 +122,21 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
 	}
+	if s.signer != nil {
+		// Deferred first, so it stops last: after every worker signed its
+		// final checkpoint.
+		s.checkpointer = integrity.NewCheckpointer(s.conn, s.signer, s.log)
+		cpCtx, stopCheckpoints := context.WithCancel(context.Background())
+		cpDone := make(chan struct{})
+		go func() {
+			defer close(cpDone)
+			s.checkpointer.Run(cpCtx)
+		}()
+		defer func() {
+			stopCheckpoints()
+			<-cpDone
+		}()
+	}
 	defer s.dlq.Close()
 	defer s.inserters.Close()
 	s.ensureDeadLetterTopics(ctx)
@@ -153,7 +170,10 @@ func (s *Service) Run(ctx context.Context) error {
 				if err != nil {
 					return err
 				}
-				w := &worker{s: s, c: c, gen: gen, topic: topic, partition: pa.ID, committed: pa.Offset}
+				w := &worker{s: s, c: c, gen: gen, topic: topic, partition: pa.ID, committed: pa.Offset, maxAge: s.cfg.Batch.MaxAge}
+				if topic == s.cfg.EventsTopic {
+					w.maxAge = s.cfg.Batch.EventsMaxAge
+				}
 				gen.Start(w.run)
 				n++
 			}

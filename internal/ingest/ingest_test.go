@@ -2,16 +2,23 @@ package ingest
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/goleak"
 
 	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
+	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
@@ -207,4 +214,77 @@ func headers(m kafka.Message) map[string]string {
 		h[x.Key] = string(x.Value)
 	}
 	return h
+}
+
+// With sealing on, every stored audit event becomes provable while ingest
+// keeps running (no flush, shutdown or further traffic needed): the
+// checkpointer signs on its own clock, and the proof lag is observed once
+// per event.
+func TestSealedEventsBecomeProvableWhileRunning(t *testing.T) {
+	e := newEnv(t, 2)
+	ctx := context.Background()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := integrity.NewSigner(integrity.Config{Enabled: true, Key: config.Secret(base64.StdEncoding.EncodeToString(priv.Seed())), CheckpointInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if err := signer.Instrument(reg); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(e.cfg, e.conn, e.target(), slog.New(slog.NewJSONHandler(testLogWriter(), &slog.HandlerOptions{Level: slog.LevelWarn})), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.SealWith(signer)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ingest Run: %v", err)
+		}
+	}()
+
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	var events []kafka.Message
+	for i := range 200 {
+		tenant := fmt.Sprintf("tenant-%d", i%4)
+		events = append(events, kafka.Message{Key: []byte(tenant), Value: testEvent(uint64(i), tenant, now)})
+	}
+	produce(t, e.broker.Addr(), "events", events...)
+	waitCounts(t, e.conn, "audit_events", 200, 30*time.Second)
+
+	// Poll: the latest checkpoints of both logs cover all 200 leaves, and
+	// the lag histogram counts every event once (when it is covered).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var covered uint64
+		if err := e.conn.QueryRow(ctx, "SELECT sum(s) FROM (SELECT max(size) AS s FROM checkpoints GROUP BY log_id)").Scan(&covered); err != nil {
+			t.Fatal(err)
+		}
+		lags := metricSum(t, reg, "agentaudit_integrity_proof_lag_seconds")
+		if covered == 200 && lags == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10 s after the events were stored: checkpoints cover %d of 200 leaves, %v proof lag observations", covered, lags)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var rows []struct {
+		Note string `ch:"note"`
+	}
+	if err := e.conn.Select(ctx, &rows, "SELECT note FROM checkpoints"); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if _, err := integrity.VerifyNote(r.Note, signer.PublicKeys()); err != nil {
+			t.Fatalf("stored checkpoint does not verify: %v", err)
+		}
+	}
 }

@@ -73,10 +73,25 @@ type worker struct {
 	topic     string
 	partition int
 	committed int64 // committed offset at assignment, or kafka.FirstOffset
+	maxAge    time.Duration
 
 	log     *slog.Logger
 	stopCtx context.Context // outlives the generation by ShutdownTimeout, for the last flush
 	seal    *integrity.Log  // the partition's integrity log; nil when not sealing
+
+	// The tail stage seals and commits flushed batches in order while the
+	// worker fills and inserts the next one (see tail).
+	tail       chan flushed
+	tailFailed chan struct{} // closed when the tail stage gave up
+}
+
+// flushed is a batch whose rows ClickHouse acknowledged, on its way to the
+// tail stage: its events to seal (nil when not sealing) and the offsets to
+// commit past.
+type flushed struct {
+	sealed      []integrity.Sealed
+	first, last int64
+	start       time.Time // when its flush began
 }
 
 func (w *worker) run(gctx context.Context) {
@@ -111,6 +126,13 @@ func (w *worker) run(gctx context.Context) {
 			l, err := integrity.OpenLog(gctx, w.s.conn, w.s.signer, w.partition)
 			if err == nil {
 				w.seal, ec.sealing = l, true
+				untrack := w.s.checkpointer.Track(l)
+				defer func() {
+					// Runs after the tail stage drained: the last leaves get
+					// their checkpoint before the partition is given up.
+					untrack()
+					w.checkpoint()
+				}()
 				break
 			}
 			if gctx.Err() != nil {
@@ -140,6 +162,16 @@ func (w *worker) run(gctx context.Context) {
 		w.log.Error("set offset", "err", err)
 		return
 	}
+	w.tail, w.tailFailed = make(chan flushed), make(chan struct{})
+	tailDone := make(chan struct{})
+	go func() {
+		defer close(tailDone)
+		w.runTail()
+	}()
+	defer func() {
+		close(w.tail)
+		<-tailDone
+	}()
 
 	var (
 		b          = newBatch(w.c, w.s.inserters)
@@ -157,12 +189,7 @@ func (w *worker) run(gctx context.Context) {
 	for {
 		fctx, cancel := gctx, context.CancelFunc(func() {})
 		if first >= 0 {
-			fctx, cancel = context.WithDeadline(gctx, batchStart.Add(w.s.cfg.Batch.MaxAge))
-		} else if w.seal != nil {
-			// Idle, but the last leaves may not be in a signed checkpoint
-			// yet: wake up to sign them (an event is provable about a
-			// checkpoint interval after it was stored, traffic or not).
-			fctx, cancel = context.WithTimeout(gctx, w.s.signer.CheckpointInterval())
+			fctx, cancel = context.WithDeadline(gctx, batchStart.Add(w.maxAge))
 		}
 		msg, err := r.FetchMessage(fctx)
 		cancel()
@@ -176,11 +203,9 @@ func (w *worker) run(gctx context.Context) {
 				}
 				return
 			case errors.Is(err, context.DeadlineExceeded):
-				if first < 0 {
-					w.checkpoint(w.stopCtx)
-					continue
+				if !w.flush(b, dead, first, last) {
+					return
 				}
-				w.flush(b, dead, first, last)
 				reset()
 			default:
 				w.log.Warn("fetch", "err", err)
@@ -220,10 +245,11 @@ func (w *worker) run(gctx context.Context) {
 	}
 }
 
-// flush makes the batch durable and then commits past it. It retries until
-// it succeeds or the worker's stop context ends; it never commits an offset
-// whose rows or dead letters are not acknowledged. It reports whether the
-// batch was committed.
+// flush makes the batch durable and hands it to the tail stage, which
+// seals and commits past it. It retries until it succeeds or the worker's
+// stop context ends; it never lets an offset be committed whose rows or dead
+// letters are not acknowledged. It reports whether the batch was handed on
+// (false: the worker must stop, the batch will be consumed again).
 func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 	ctx := w.stopCtx
 	table := w.c.table()
@@ -263,36 +289,56 @@ func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 		w.s.m.rows.WithLabelValues(table).Add(float64(n))
 		w.s.m.batchRows.WithLabelValues(table).Observe(float64(n))
 	}
-	if w.seal != nil {
-		// Leaves after the rows are acknowledged, offsets committed after
-		// the leaves: a committed offset whose event has no leaf would
-		// never be sealed (verify would call the row inserted).
-		evs := w.c.(sealer).sealedEvents()
-		for attempt := 0; len(evs) > 0; attempt++ {
-			err := w.seal.Append(ctx, evs)
+	f := flushed{first: first, last: last, start: start}
+	if s, ok := w.c.(sealer); ok {
+		f.sealed = s.takeSealed()
+	}
+	// Blocks while the tail stage still works on the previous batch: at
+	// most one batch is between insert and commit.
+	select {
+	case w.tail <- f:
+		return true
+	case <-w.tailFailed:
+		return false
+	}
+}
+
+// runTail seals (when sealing) and then commits each flushed batch, in
+// order, until w.tail is closed. Leaves are written after the rows are
+// acknowledged and offsets committed after the leaves: a committed offset
+// whose event has no leaf would never be sealed (verify would call the row
+// inserted). Running beside the worker, this stage's round trips overlap the
+// filling and insert of the next batch instead of adding to them.
+func (w *worker) runTail() {
+	ctx := w.stopCtx
+	table := w.c.table()
+	for f := range w.tail {
+		for attempt := 0; len(f.sealed) > 0; attempt++ {
+			err := w.seal.Append(ctx, f.sealed)
 			if err == nil {
 				break
 			}
 			if ctx.Err() != nil || errors.Is(err, integrity.ErrOutOfOrder) {
-				w.log.Warn("giving up sealing a batch; it will be consumed again", "err", err, "offset", first)
-				return false
+				w.log.Warn("giving up sealing a batch; it will be consumed again", "err", err, "offset", f.first)
+				close(w.tailFailed)
+				for range w.tail { // nothing after it may be committed
+				}
+				return
 			}
 			w.s.m.retries.WithLabelValues(table, "seal").Inc()
-			w.log.Warn("sealing into the integrity log failed; retrying", "err", err, "events", len(evs), "attempt", attempt+1)
+			w.log.Warn("sealing into the integrity log failed; retrying", "err", err, "events", len(f.sealed), "attempt", attempt+1)
 			retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
 		}
-		w.checkpoint(ctx)
+		err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: f.last + 1}})
+		w.s.m.flushSeconds.WithLabelValues(table).Observe(time.Since(f.start).Seconds())
+		if err != nil {
+			// Not a loss: the rows are stored and recognised on redelivery.
+			w.s.m.commits.WithLabelValues(w.topic, "failed").Inc()
+			w.log.Warn("offset commit failed", "err", err, "offset", f.last+1)
+			continue
+		}
+		w.s.m.commits.WithLabelValues(w.topic, "ok").Inc()
 	}
-	err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: last + 1}})
-	w.s.m.flushSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
-	if err != nil {
-		// Not a loss: the rows are stored and recognised on redelivery.
-		w.s.m.commits.WithLabelValues(w.topic, "failed").Inc()
-		w.log.Warn("offset commit failed", "err", err, "offset", last+1)
-		return true
-	}
-	w.s.m.commits.WithLabelValues(w.topic, "ok").Inc()
-	return true
 }
 
 // Dead-letter headers. The value and key are the original message's.
@@ -343,13 +389,11 @@ func truncateDeadLetters(dead []kafka.Message) []kafka.Message {
 	return out
 }
 
-// checkpoint signs the partition's integrity log if it is due. A failure is
-// not fatal: the leaves are stored, and the next flush or idle tick signs.
-func (w *worker) checkpoint(ctx context.Context) {
-	if w.seal == nil {
-		return
-	}
-	if _, err := w.seal.Checkpoint(ctx, false); err != nil {
-		w.log.Warn("integrity checkpoint failed; the next one will cover it", "err", err)
+// checkpoint signs the leaves of the partition's log that no checkpoint
+// covers yet, when the worker gives the partition up. A failure is not
+// fatal: the leaves are stored, and the next owner signs them.
+func (w *worker) checkpoint() {
+	if _, err := w.seal.Checkpoint(w.stopCtx, true); err != nil {
+		w.log.Warn("integrity checkpoint failed; the next owner of the partition will sign", "err", err)
 	}
 }

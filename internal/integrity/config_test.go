@@ -85,7 +85,7 @@ func TestConfigEnvKeyPublishAndMetrics(t *testing.T) {
 		"agentaudit_integrity_leaves_appended_total":    float64(len(evs)),
 		"agentaudit_integrity_checkpoints_signed_total": batches,
 		"agentaudit_integrity_append_duration_seconds":  batches,
-		"agentaudit_integrity_proof_lag_seconds":        batches,
+		"agentaudit_integrity_proof_lag_seconds":        float64(len(evs)), // one observation per event
 	}
 	for k, v := range want {
 		if got[k] != v {

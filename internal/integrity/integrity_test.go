@@ -197,9 +197,7 @@ func TestCrashAndRedeliveryGiveTheSameTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stale := *l4
-	stale.rng = rangeFactory().NewEmptyRange(0)
-	stale.lastOff = -1
+	stale := &Log{conn: l4.conn, signer: l4.signer, id: l4.id, partition: l4.partition, now: l4.now, rng: rangeFactory().NewEmptyRange(0), lastOff: -1}
 	if err := stale.Append(ctx, evs[:10]); err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +284,7 @@ func TestInclusionAndConsistencyProofs(t *testing.T) {
 	}
 	// A fork: a checkpoint validly signed with the real key (a compromised
 	// writer) whose tree is not an extension of the earlier ones.
-	if err := insertCheckpoint(ctx, conn, signer.sign("audit_events/0", 20, bytes.Repeat([]byte{5}, 32), time.Now())); err != nil {
+	if err := insertCheckpoints(ctx, conn, []*Checkpoint{signer.sign("audit_events/0", 20, bytes.Repeat([]byte{5}, 32), time.Now())}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := Verify(ctx, conn, keys, VerifyOptions{})
@@ -393,7 +391,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	exec("ALTER TABLE checkpoints DELETE WHERE log_id = 'audit_events/0' AND size = 32 SETTINGS mutations_sync = 2")
 	forger := newSigner(t, seedLine(t))
 	fake := forger.sign("audit_events/0", 32, bytes.Repeat([]byte{7}, 32), c.TS)
-	if err := insertCheckpoint(ctx, conn, fake); err != nil {
+	if err := insertCheckpoints(ctx, conn, []*Checkpoint{fake}); err != nil {
 		t.Fatal(err)
 	}
 	exec("ALTER TABLE checkpoints UPDATE root_hash = unhex(repeat('ab', 32)) WHERE log_id = 'audit_events/1' AND size = 16 SETTINGS mutations_sync = 2")
@@ -574,7 +572,7 @@ func TestUnsealedPendingAndForgedPace(t *testing.T) {
 	// A forged checkpoint with a huge size and a future time must not stop
 	// the signer.
 	forger := newSigner(t, seedLine(t))
-	if err := insertCheckpoint(ctx, conn, forger.sign("audit_events/0", 1<<40, bytes.Repeat([]byte{9}, 32), time.Now().Add(24*time.Hour))); err != nil {
+	if err := insertCheckpoints(ctx, conn, []*Checkpoint{forger.sign("audit_events/0", 1<<40, bytes.Repeat([]byte{9}, 32), time.Now().Add(24*time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
 	l2, err := OpenLog(ctx, conn, signer, 0)

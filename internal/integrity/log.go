@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -38,10 +40,13 @@ var (
 func LogID(partition int) string { return "audit_events/" + strconv.Itoa(partition) }
 
 // Sealed is one event to append: its Kafka offset and the event as decoded
-// from Kafka (with SrcPartition/SrcOffset set as stored).
+// from Kafka (with SrcPartition/SrcOffset set as stored). Written is when
+// the event was written to Kafka (the message timestamp), the start of its
+// proof lag; zero means unknown and the lag counts from the Append.
 type Sealed struct {
-	Offset int64
-	Event  *event.AuditEvent
+	Offset  int64
+	Event   *event.AuditEvent
+	Written time.Time
 }
 
 // Log is the in-memory state of one partition's Merkle log: the compact
@@ -58,19 +63,24 @@ type Sealed struct {
 // leaves. Several ingest instances therefore never write the same log at
 // once except for a zombie of an old generation, which computes the very
 // same leaves for the same offsets.
+//
+// One goroutine (the partition's worker) calls Append; a Checkpointer may
+// sign the log concurrently.
 type Log struct {
 	conn      driver.Conn
 	signer    *Signer
 	id        string
 	partition int
-	rng       *compact.Range
-	lastOff   int64
-	cpSize    uint64
-	cpTime    time.Time
 	now       func() time.Time
-	// sealedAt: end times of the Appends not yet covered by a checkpoint
-	// (for the proof lag metric).
-	sealedAt []time.Time
+
+	mu      sync.Mutex // guards the fields below; Append writes them, checkpoints read them
+	rng     *compact.Range
+	lastOff int64
+	cpSize  uint64
+	cpTime  time.Time
+	// pending: for each leaf not yet covered by a stored checkpoint, the
+	// time its event was written (for the proof lag metric).
+	pending []time.Time
 }
 
 // leafRow is one row of merkle_leaves.
@@ -144,13 +154,27 @@ func OpenLog(ctx context.Context, conn driver.Conn, signer *Signer, partition in
 func (l *Log) ID() string { return l.id }
 
 // Size returns the number of leaves.
-func (l *Log) Size() uint64 { return l.rng.End() }
+func (l *Log) Size() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rng.End()
+}
 
 // LastOffset returns the highest sealed Kafka offset, -1 for an empty log.
-func (l *Log) LastOffset() int64 { return l.lastOff }
+func (l *Log) LastOffset() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastOff
+}
 
 // Root returns the current root hash (the RFC 6962 empty root for size 0).
 func (l *Log) Root() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.root()
+}
+
+func (l *Log) root() []byte {
 	if l.rng.End() == 0 {
 		return rfc6962.DefaultHasher.EmptyRoot()
 	}
@@ -208,6 +232,8 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("insert %d leaves into merkle_leaves: %w", len(evs), err)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for _, h := range hashes {
 		if err := l.rng.Append(h, nil); err != nil {
 			return fmt.Errorf("extend compact range: %w", err)
@@ -216,8 +242,15 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	l.lastOff = prev
 	if m := l.signer.metrics; m != nil {
 		m.leaves.Add(float64(len(evs)))
-		m.appendSecs.Observe(time.Since(start).Seconds())
-		l.sealedAt = append(l.sealedAt, time.Now())
+		done := time.Now()
+		m.appendSecs.Observe(done.Sub(start).Seconds())
+		for _, s := range evs {
+			w := s.Written
+			if w.IsZero() {
+				w = done
+			}
+			l.pending = append(l.pending, w)
+		}
 	}
 	return nil
 }
@@ -231,31 +264,59 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 // before or after the insert is harmless: the tree is rebuilt from
 // merkle_leaves and the next call signs it again.
 func (l *Log) Checkpoint(ctx context.Context, force bool) (*Checkpoint, error) {
-	size := l.rng.End()
-	now := l.now()
-	if size == 0 || size <= l.cpSize || (!force && now.Sub(l.cpTime) < l.signer.interval) {
+	snap, ok := l.snapshot(func(now, last time.Time) bool { return force || now.Sub(last) >= l.signer.interval })
+	if !ok {
 		return nil, nil
 	}
-	cp := l.signer.sign(l.id, size, l.Root(), now)
-	cp.Range = l.rng.Hashes()
-	if err := insertCheckpoint(ctx, l.conn, cp); err != nil {
+	if err := insertCheckpoints(ctx, l.conn, []*Checkpoint{snap.cp}); err != nil {
 		return nil, err
 	}
-	l.cpSize, l.cpTime = size, cp.TS
+	l.covered(snap)
+	if l.signer.publish != "" {
+		if err := publish(l.signer.publish, snap.cp); err != nil {
+			return snap.cp, err // stored and valid; only the copy failed
+		}
+	}
+	return snap.cp, nil
+}
+
+// signed is a checkpoint of a Log, signed but maybe not stored yet.
+type signed struct {
+	l       *Log
+	cp      *Checkpoint
+	pending int // leading entries of l.pending the checkpoint covers
+}
+
+// snapshot signs the current tree if it grew since the last stored
+// checkpoint and due(now, time of that checkpoint) says so.
+func (l *Log) snapshot(due func(now, last time.Time) bool) (signed, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size := l.rng.End()
+	now := l.now()
+	if size == 0 || size <= l.cpSize || !due(now, l.cpTime) {
+		return signed{}, false
+	}
+	cp := l.signer.sign(l.id, size, l.root(), now)
+	cp.Range = slices.Clone(l.rng.Hashes()) // Append changes the range's slice in place
+	return signed{l: l, cp: cp, pending: len(l.pending)}, true
+}
+
+// covered records that s's checkpoint is stored.
+func (l *Log) covered(s signed) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.cp.Size > l.cpSize {
+		l.cpSize, l.cpTime = s.cp.Size, s.cp.TS
+	}
 	if m := l.signer.metrics; m != nil {
 		m.checkpoints.Inc()
 		done := time.Now()
-		for _, t := range l.sealedAt {
+		for _, t := range l.pending[:s.pending] {
 			m.proofLag.Observe(done.Sub(t).Seconds())
 		}
-		l.sealedAt = l.sealedAt[:0]
 	}
-	if l.signer.publish != "" {
-		if err := publish(l.signer.publish, cp); err != nil {
-			return cp, err // stored and valid; only the copy failed
-		}
-	}
-	return cp, nil
+	l.pending = append(l.pending[:0], l.pending[s.pending:]...)
 }
 
 // publish writes cp's note to dir atomically (temp file + rename).
@@ -279,24 +340,33 @@ func publish(dir string, cp *Checkpoint) error {
 	return nil
 }
 
-func insertCheckpoint(ctx context.Context, conn driver.Conn, cp *Checkpoint) error {
+// insertCheckpoints stores cps in one insert. Its deduplication token is
+// derived from their signatures, so a retry after an unknown outcome is not
+// stored twice.
+func insertCheckpoints(ctx context.Context, conn driver.Conn, cps []*Checkpoint) error {
+	tok := sha256.New()
+	for _, cp := range cps {
+		tok.Write(cp.Signature)
+	}
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-		"insert_deduplication_token": "checkpoint:" + cp.LogID + ":" + strconv.FormatUint(cp.Size, 10) + ":" + hex.EncodeToString(cp.Signature[:8]),
+		"insert_deduplication_token": "checkpoints:" + strconv.Itoa(len(cps)) + ":" + hex.EncodeToString(tok.Sum(nil)[:16]),
 	}))
 	batch, err := conn.PrepareBatch(ctx, "INSERT INTO checkpoints (log_id, size, root_hash, ts, key_id, signature, note, compact_range)")
 	if err != nil {
 		return fmt.Errorf("prepare checkpoints insert: %w", err)
 	}
-	rng := make([]string, len(cp.Range))
-	for i, h := range cp.Range {
-		rng[i] = string(h)
-	}
-	if err := batch.Append(cp.LogID, cp.Size, string(cp.Root), cp.TS, cp.KeyID, string(cp.Signature), cp.Note, rng); err != nil {
-		_ = batch.Abort()
-		return fmt.Errorf("append checkpoint: %w", err)
+	for _, cp := range cps {
+		rng := make([]string, len(cp.Range))
+		for i, h := range cp.Range {
+			rng[i] = string(h)
+		}
+		if err := batch.Append(cp.LogID, cp.Size, string(cp.Root), cp.TS, cp.KeyID, string(cp.Signature), cp.Note, rng); err != nil {
+			_ = batch.Abort()
+			return fmt.Errorf("append checkpoint: %w", err)
+		}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert checkpoint of %s at size %d: %w", cp.LogID, cp.Size, err)
+		return fmt.Errorf("insert %d checkpoints (first %s at size %d): %w", len(cps), cps[0].LogID, cps[0].Size, err)
 	}
 	return nil
 }

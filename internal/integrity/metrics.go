@@ -20,9 +20,9 @@ type metrics struct {
 //   - agentaudit_integrity_checkpoints_signed_total
 //   - agentaudit_integrity_append_duration_seconds (one Append: hashing and
 //     the merkle_leaves insert)
-//   - agentaudit_integrity_proof_lag_seconds: per appended batch, from the
-//     end of its Append (the events are stored and sealed) to the signed
-//     checkpoint that makes them provable.
+//   - agentaudit_integrity_proof_lag_seconds: per sealed event, from the
+//     time it was written to Kafka (Sealed.Written; the end of its Append
+//     when unknown) to the stored signed checkpoint that makes it provable.
 func (s *Signer) Instrument(reg prometheus.Registerer) error {
 	m := &metrics{
 		leaves: prometheus.NewCounter(prometheus.CounterOpts{
@@ -33,8 +33,8 @@ func (s *Signer) Instrument(reg prometheus.Registerer) error {
 			Name: "agentaudit_integrity_append_duration_seconds", Help: "Duration of one Append (hashing and insert).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10)}),
 		proofLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "agentaudit_integrity_proof_lag_seconds", Help: "Time from sealing a batch of events to the checkpoint that makes them provable.",
-			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 5, 10, 30}}),
+			Name: "agentaudit_integrity_proof_lag_seconds", Help: "Per audit event, time from its write to Kafka to the stored signed checkpoint that makes it provable.",
+			Buckets: []float64{0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.25, 1.5, 2, 3, 5, 10, 30}}),
 	}
 	for _, c := range []prometheus.Collector{m.leaves, m.checkpoints, m.appendSecs, m.proofLag} {
 		if err := reg.Register(c); err != nil {

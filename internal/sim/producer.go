@@ -151,8 +151,10 @@ func (p *Producer) Produce(ctx context.Context, msgs []Message) error {
 
 func (p *Producer) write(ctx context.Context, msgs []Message) error {
 	kms := make([]kafka.Message, len(msgs))
+	// kafka-go sends a zero Time as timestamp 0 (1970), not as "now".
+	now := time.Now()
 	for i, m := range msgs {
-		kms[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value}
+		kms[i] = kafka.Message{Topic: m.Topic, Key: m.Key, Value: m.Value, Time: now}
 		if p.useTS {
 			kms[i].Time = m.Time
 		}

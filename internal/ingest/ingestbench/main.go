@@ -95,6 +95,16 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 	p.Close()
 	fmt.Printf("preloaded into kafka (%s) in %s\n", broker.Kind(), time.Since(t0).Round(time.Millisecond))
 	wl.Messages = nil
+	if integrityRuns > 0 {
+		lc := cfg
+		lc.Seed = 4242
+		lc.Start = time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+		live, err := sim.NewWorkload(lc, 0, liveEvents)
+		if err != nil {
+			return err
+		}
+		liveWorkload = live.Messages
+	}
 
 	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{ch.Addr()}})
 	if err != nil {
@@ -122,7 +132,7 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 		if err != nil {
 			return err
 		}
-		fmt.Printf("integrity run %d: spans_per_sec=%.0f events_per_sec=%.0f proof_lag_p99_ms=%.0f\n", r, s, e, lag)
+		fmt.Printf("integrity run %d: spans_per_sec=%.0f events_per_sec=%.0f live_proof_lag_p99_ms=%.0f (%d events at %d/s after the backlog)\n", r, s, e, lag, liveEvents, liveRate)
 		sealSpans, sealEvents, lags = append(sealSpans, s), append(sealEvents, e), append(lags, lag)
 	}
 	if integrityRuns > 0 {
@@ -233,16 +243,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	peak = max(peak, hwmMB(cmd.Process.Pid))
 	fmt.Printf("run %d: ingest_cpu_seconds=%.1f wall_seconds=%.1f\n", r, cpuSeconds(cmd.Process.Pid), max(spansAt, eventsAt).Seconds())
 	if seal {
-		// Let the last checkpoints be signed (interval 1 s), then read the
-		// proof lag histogram: sealed -> covered by a signed checkpoint.
-		time.Sleep(2500 * time.Millisecond)
-		var leaves uint64
-		_ = conn.QueryRow(ctx, "SELECT count() FROM "+db+".merkle_leaves").Scan(&leaves)
-		if int64(leaves) != wantEvents {
-			err = fmt.Errorf("run %d: %d leaves for %d events", r, leaves, wantEvents)
-			return
-		}
-		proofLagP99, err = histogramQuantile(adminAddr, "agentaudit_integrity_proof_lag_seconds", 0.99)
+		proofLagP99, err = liveProofLag(ctx, conn, db, kafkaAddr, adminAddr, wantEvents)
 		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
 		return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, 0, proofLagP99 * 1000, err
 	}
@@ -262,6 +263,75 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
 	}
 	return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, float64(bytes) / float64(rows), 0, nil
+}
+
+// Live traffic for the proof lag: the backlog's events were written long
+// before ingest read them, so their lag says nothing. After the backlog,
+// liveEvents more events are written at liveRate per second, each stamped
+// with the producer's clock, and the p99 of agentaudit_integrity_proof_lag_seconds
+// over them alone (Kafka timestamp -> stored signed checkpoint covering the
+// event) is the figure.
+const (
+	liveEvents = 40_000
+	liveRate   = 5_000
+)
+
+var liveWorkload []sim.Message
+
+func liveProofLag(ctx context.Context, conn driver.Conn, db, kafkaAddr, adminAddr string, backlog int64) (float64, error) {
+	const name = "agentaudit_integrity_proof_lag_seconds"
+	leavesCovered := func() (leaves, covered uint64) {
+		_ = conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db+".merkle_leaves), (SELECT sum(s) FROM (SELECT max(size) AS s FROM "+db+".checkpoints GROUP BY log_id))").Scan(&leaves, &covered)
+		return
+	}
+	waitCovered := func(want int64) error {
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			l, c := leavesCovered()
+			if int64(l) == want && int64(c) == want {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d leaves, %d covered by checkpoints, want %d", l, c, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := waitCovered(backlog); err != nil {
+		return 0, fmt.Errorf("backlog: %w", err)
+	}
+	bounds, before, err := histogram(adminAddr, name)
+	if err != nil {
+		return 0, err
+	}
+	p, err := sim.NewProducer(sim.ProducerConfig{Brokers: []string{kafkaAddr}, Rate: liveRate})
+	if err != nil {
+		return 0, err
+	}
+	err = p.Produce(ctx, liveWorkload)
+	p.Close()
+	if err != nil {
+		return 0, err
+	}
+	if err := waitCovered(backlog + int64(len(liveWorkload))); err != nil {
+		return 0, fmt.Errorf("live: %w", err)
+	}
+	// The histogram is updated right after the covering checkpoint is
+	// stored; give that a moment before reading.
+	var after []float64
+	for range 50 {
+		if _, after, err = histogram(adminAddr, name); err != nil {
+			return 0, err
+		}
+		if after[len(after)-1]-before[len(before)-1] >= float64(len(liveWorkload)) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := after[len(after)-1] - before[len(before)-1]; got != float64(len(liveWorkload)) {
+		return 0, fmt.Errorf("live: %v proof lag observations, want %d", got, len(liveWorkload))
+	}
+	return quantile(bounds, before, after, 0.99)
 }
 
 // hwmMB is the peak resident set (VmHWM) of a process in MiB.
@@ -324,37 +394,54 @@ func median(v []float64) float64 {
 // histogramQuantile reads a histogram from a /metrics endpoint and returns
 // quantile q, interpolated linearly inside the bucket (as PromQL's
 // histogram_quantile does).
-func histogramQuantile(addr, name string, q float64) (float64, error) {
+// histogram reads a histogram's cumulative bucket counts (by upper bound,
+// +Inf last) from a Prometheus text endpoint.
+func histogram(addr, name string) ([]float64, []float64, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(resp.Body)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 	mf, ok := mfs[name]
 	if !ok || len(mf.GetMetric()) == 0 {
-		return 0, fmt.Errorf("%s: not exported", name)
+		return nil, nil, fmt.Errorf("%s: not exported", name)
 	}
 	h := mf.GetMetric()[0].GetHistogram()
-	total := float64(h.GetSampleCount())
-	if total == 0 {
-		return 0, fmt.Errorf("%s: no samples", name)
+	var bounds, counts []float64
+	for _, b := range h.GetBucket() {
+		bounds, counts = append(bounds, b.GetUpperBound()), append(counts, float64(b.GetCumulativeCount()))
+	}
+	return bounds, append(counts, float64(h.GetSampleCount())), nil
+}
+
+// quantile estimates the q-quantile of the observations between two reads
+// of a histogram (cumulative counts, the last one the total), interpolating
+// within a bucket as Prometheus' histogram_quantile does.
+func quantile(bounds, before, after []float64, q float64) (float64, error) {
+	n := len(after)
+	if before == nil {
+		before = make([]float64, n)
+	}
+	total := after[n-1] - before[n-1]
+	if total <= 0 {
+		return 0, fmt.Errorf("no observations")
 	}
 	rank := q * total
 	prevBound, prevCount := 0.0, 0.0
-	for _, b := range h.GetBucket() {
-		c := float64(b.GetCumulativeCount())
+	for i, ub := range bounds {
+		c := after[i] - before[i]
 		if c >= rank {
 			if c == prevCount {
-				return b.GetUpperBound(), nil
+				return ub, nil
 			}
-			return prevBound + (b.GetUpperBound()-prevBound)*(rank-prevCount)/(c-prevCount), nil
+			return prevBound + (ub-prevBound)*(rank-prevCount)/(c-prevCount), nil
 		}
-		prevBound, prevCount = b.GetUpperBound(), c
+		prevBound, prevCount = ub, c
 	}
 	return prevBound, nil // in the +Inf bucket: the largest finite bound
 }
