@@ -21,8 +21,11 @@ func dateTime64() *proto.ColDateTime64 {
 	return new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano).WithLocation(time.UTC)
 }
 
+// attrMap is a Map(String, String) column (migration 0020: String keys
+// cost the server less to insert and merge than LowCardinality keys and
+// compress as well).
 func attrMap() *proto.ColMap[string, string] {
-	return proto.NewMap[string, string](lowCard(), new(proto.ColStr))
+	return proto.NewMap[string, string](new(proto.ColStr), new(proto.ColStr))
 }
 
 // appendSorted appends m to a Map column in key order. Go randomizes map
@@ -82,7 +85,7 @@ type spanBlock struct {
 	tenantID, name, kind, statusCode, serviceName, scopeName, scopeVersion,
 	operationName, providerName, agentName, agentVersion, toolName, toolType,
 	requestModel, responseModel, errorType *lcStr
-	startTime, endTime                                                *proto.ColDateTime64
+	startTime                                                         *proto.ColDateTime64
 	traceID, spanID, parentSpanID, traceState, statusMessage, agentID proto.ColStr
 	toolCallID, responseID, conversationID, argsSHA, resultSHA        proto.ColStr
 	durationNs, inputTokens, outputTokens, cacheRead, cacheCreation   proto.ColUInt64
@@ -103,7 +106,7 @@ func newSpanBlock() *spanBlock {
 		&b.toolType, &b.requestModel, &b.responseModel, &b.errorType} {
 		*p = lowCard()
 	}
-	b.startTime, b.endTime = dateTime64(), dateTime64()
+	b.startTime = dateTime64()
 	b.finishReasons = proto.NewArray[string](lowCard())
 	b.eventsName = proto.NewArray[string](lowCard())
 	b.linksTraceID = proto.NewArray[string](new(proto.ColStr))
@@ -116,7 +119,6 @@ func newSpanBlock() *spanBlock {
 
 	b.add("tenant_id", b.tenantID)
 	b.add("start_time", b.startTime)
-	b.add("end_time", b.endTime)
 	b.add("duration_ns", &b.durationNs)
 	b.add("trace_id", &b.traceID)
 	b.add("span_id", &b.spanID)
@@ -174,7 +176,6 @@ func newSpanBlock() *spanBlock {
 func (b *spanBlock) append(s *event.Span) {
 	b.tenantID.Append(s.TenantID)
 	b.startTime.Append(s.StartTime)
-	b.endTime.Append(s.EndTime)
 	b.durationNs.Append(s.DurationNs)
 	b.traceID.Append(s.TraceID)
 	b.spanID.Append(s.SpanID)

@@ -206,7 +206,7 @@ func seed(t *testing.T, conn driver.Conn, db, tenant, x string, n int, at time.T
 	if err := b.Send(); err != nil {
 		t.Fatal(err)
 	}
-	sb, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".spans (tenant_id, start_time, end_time, duration_ns, trace_id, span_id, parent_span_id, name, kind, status_code, service_name, operation_name, agent_id, tool_name, request_model, input_tokens, output_tokens)")
+	sb, err := conn.PrepareBatch(ctx, "INSERT INTO "+db+".spans (tenant_id, start_time, duration_ns, trace_id, span_id, parent_span_id, name, kind, status_code, service_name, operation_name, agent_id, tool_name, request_model, input_tokens, output_tokens)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func seed(t *testing.T, conn driver.Conn, db, tenant, x string, n int, at time.T
 				sid, parent, name, op = root, "", "invoke_agent planner", "invoke_agent"
 			}
 			s := st.Add(time.Duration(j) * time.Millisecond)
-			if err := sb.Append(tenant, s, s.Add(5*time.Millisecond), uint64(5e6), fmt.Sprintf("trace-%s-%d", x, tr), sid, parent, name, "internal", "ok", "agent-runtime", op,
+			if err := sb.Append(tenant, s, uint64(5e6), fmt.Sprintf("trace-%s-%d", x, tr), sid, parent, name, "internal", "ok", "agent-runtime", op,
 				ids.agent, "crm.lookup", "gpt-x", uint64(10*(j+1)), uint64(j+1)); err != nil {
 				t.Fatal(err)
 			}

@@ -291,9 +291,9 @@ func load(ctx context.Context, conn driver.Conn, p params) error {
 	}
 	for off := int64(0); off < p.spans; off += p.chunk {
 		n := min(p.chunk, p.spans-off)
-		if err := conn.Exec(ctx, `INSERT INTO `+db+`.spans (tenant_id, start_time, end_time, duration_ns, trace_id, span_id, parent_span_id,
+		if err := conn.Exec(ctx, `INSERT INTO `+db+`.spans (tenant_id, start_time, duration_ns, trace_id, span_id, parent_span_id,
 			name, kind, status_code, service_name, operation_name, provider_name, agent_id, agent_name, tool_name, request_model, input_tokens, output_tokens)
-			SELECT concat('tenant-', toString(tenant)), fromUnixTimestamp64Nano(tsn, 'UTC'), fromUnixTimestamp64Nano(tsn + 5000000, 'UTC'), 5000000,
+			SELECT concat('tenant-', toString(tenant)), fromUnixTimestamp64Nano(tsn, 'UTC'), 5000000,
 				concat('trace-', toString(g)), concat('s-', toString(number)), if(number % 10 = 0, '', concat('s-', toString(g * 10))),
 				if(number % 10 = 0, 'invoke_agent planner', 'execute_tool'), 'internal', 'ok', 'agent-runtime',
 				if(number % 10 = 0, 'invoke_agent', if(number % 10 < 5, 'chat', 'execute_tool')), 'openai',
