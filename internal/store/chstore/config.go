@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -31,6 +32,10 @@ type Config struct {
 	ReadTimeout   time.Duration      `yaml:"read_timeout"`
 	MaxOpenConns  int                `yaml:"max_open_conns"`
 	Migrate       bool               `yaml:"migrate"`
+	// Compression of the data blocks sent and received: "lz4", "zstd",
+	// "none", or "auto" (none to a loopback address, where compressing
+	// only costs both ends CPU, lz4 otherwise).
+	Compression string `yaml:"compression"`
 }
 
 // RegisterFlagsWithPrefix binds the fields to flags (prefix e.g. "clickhouse.").
@@ -45,6 +50,7 @@ func (c *Config) RegisterFlagsWithPrefix(prefix string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReadTimeout, prefix+"read-timeout", 60*time.Second, "per-query read timeout")
 	fs.IntVar(&c.MaxOpenConns, prefix+"max-open-conns", 16, "connection pool size (ingest holds one per partition with an open batch)")
 	fs.BoolVar(&c.Migrate, prefix+"migrate", true, "apply schema migrations at start")
+	fs.StringVar(&c.Compression, prefix+"compression", "auto", "block compression on the wire: lz4, zstd, none, or auto (none to a loopback address, lz4 otherwise)")
 }
 
 // Validate reports configuration errors.
@@ -62,7 +68,38 @@ func (c *Config) Validate() error {
 	if c.MaxOpenConns <= 0 {
 		errs = append(errs, config.Field("max_open_conns", fmt.Errorf("%w: must be > 0", config.ErrInvalid)))
 	}
+	switch c.Compression {
+	case "", "auto", "lz4", "zstd", "none":
+	default:
+		errs = append(errs, config.Field("compression", fmt.Errorf("%w: %q, want lz4, zstd, none or auto", config.ErrInvalid, c.Compression)))
+	}
 	return errors.Join(errs...)
+}
+
+// wireCompression resolves Compression for a connection to addr: "lz4",
+// "zstd" or "none".
+func (c *Config) wireCompression(addr string) string {
+	switch c.Compression {
+	case "lz4", "zstd", "none":
+		return c.Compression
+	}
+	if isLoopback(addr) {
+		return "none"
+	}
+	return "lz4"
+}
+
+// isLoopback reports whether addr (host:port) names this machine.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // MigrateOptions returns the migration options for this config.
@@ -73,6 +110,20 @@ func (c *Config) MigrateOptions(log *slog.Logger) migrate.Options {
 // Open connects and pings. The connection's default database is Database,
 // which may not exist yet (migrations create it), so the ping uses none.
 func Open(ctx context.Context, c Config) (driver.Conn, error) {
+	var comp *clickhouse.Compression
+	// One setting for the pool: compress unless every address is local.
+	method := "none"
+	for _, a := range c.Addr {
+		if m := c.wireCompression(a); m != "none" {
+			method = m
+		}
+	}
+	switch method {
+	case "lz4":
+		comp = &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	case "zstd":
+		comp = &clickhouse.Compression{Method: clickhouse.CompressionZSTD}
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:            c.Addr,
 		Auth:            clickhouse.Auth{Database: c.Database, Username: c.Username, Password: c.Password.Reveal()},
@@ -81,7 +132,7 @@ func Open(ctx context.Context, c Config) (driver.Conn, error) {
 		MaxOpenConns:    c.MaxOpenConns,
 		MaxIdleConns:    c.MaxOpenConns,
 		ConnMaxLifetime: time.Hour,
-		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression:     comp,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open clickhouse %v: %w", c.Addr, err)

@@ -68,12 +68,19 @@ func (in *Inserter) dial(ctx context.Context) error {
 		// own default (3 s) would abandon it and retry needlessly.
 		readTimeout = 60 * time.Second
 	}
+	comp := ch.CompressionLZ4
+	switch in.cfg.wireCompression(addr) {
+	case "none":
+		comp = ch.CompressionDisabled
+	case "zstd":
+		comp = ch.CompressionZSTD
+	}
 	client, err := ch.Dial(ctx, ch.Options{
 		Address:     addr,
 		Database:    in.cfg.Database,
 		User:        in.cfg.Username,
 		Password:    in.cfg.Password.Reveal(),
-		Compression: ch.CompressionLZ4,
+		Compression: comp,
 		ClientName:  "agentaudit",
 		DialTimeout: dialTimeout,
 		ReadTimeout: readTimeout,
