@@ -21,11 +21,12 @@ func dateTime64() *proto.ColDateTime64 {
 	return new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano).WithLocation(time.UTC)
 }
 
-// attrMap is a Map(String, String) column (migration 0020: String keys
-// cost the server less to insert and merge than LowCardinality keys and
-// compress as well).
+// attrMap is an attribute map column. The tables hold Map(String, String)
+// (migration 0020: cheaper for the server to insert and merge); on the wire
+// the keys stay LowCardinality, which the server converts on insert, so a
+// batch holds each distinct key once instead of once per row.
 func attrMap() *proto.ColMap[string, string] {
-	return proto.NewMap[string, string](new(proto.ColStr), new(proto.ColStr))
+	return proto.NewMap[string, string](lowCard(), new(proto.ColStr))
 }
 
 // appendSorted appends m to a Map column in key order. Go randomizes map
