@@ -28,7 +28,6 @@ type Config struct {
 	SessionTimeout    time.Duration      `yaml:"session_timeout"`
 	HeartbeatInterval time.Duration      `yaml:"heartbeat_interval"`
 	LagInterval       time.Duration      `yaml:"lag_interval"`
-	InsertConcurrency int                `yaml:"insert_concurrency"`
 }
 
 // BatchConfig: a partition's batch is flushed when any limit is reached.
@@ -58,8 +57,8 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.StringVar(&c.DeadLetterSuffix, p+"kafka.dead-letter-suffix", "_dlq", "dead-letter topic = source topic + this suffix")
 	c.Spans.RegisterFlagsWithPrefix(p+"spans.", fs)
 	c.Events.RegisterFlagsWithPrefix(p+"events.", fs)
-	fs.IntVar(&c.Batch.MaxRows, p+"batch.max-rows", 20_000, "flush a partition's batch at this many rows")
-	fs.IntVar(&c.Batch.MaxBytes, p+"batch.max-bytes", 4<<20, "flush a partition's batch at this many message bytes (a batch holds about as much in memory; all partitions can be full at once)")
+	fs.IntVar(&c.Batch.MaxRows, p+"batch.max-rows", 100_000, "end a partition's batch (one INSERT, one part per table partition) at this many rows")
+	fs.IntVar(&c.Batch.MaxBytes, p+"batch.max-bytes", 16<<20, "end a partition's batch at this many message bytes (ingest streams a batch in blocks of 1 MiB, so this bounds the part size and ClickHouse's squashing memory per insert, not ingest's memory)")
 	fs.DurationVar(&c.Batch.MaxAge, p+"batch.max-age", time.Second, "flush a partition's batch this long after its first message")
 	fs.DurationVar(&c.Batch.EventsMaxAge, p+"batch.events-max-age", 250*time.Millisecond, "batch.max-age for the audit events topic (how soon an event is queryable and provable at low traffic)")
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 100*time.Millisecond, "first retry backoff")
@@ -68,7 +67,6 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to flush and commit on shutdown or rebalance")
 	fs.DurationVar(&c.SessionTimeout, p+"kafka.session-timeout", 20*time.Second, "consumer group session timeout")
 	fs.DurationVar(&c.HeartbeatInterval, p+"kafka.heartbeat-interval", 2*time.Second, "consumer group heartbeat interval")
-	fs.IntVar(&c.InsertConcurrency, p+"insert-concurrency", 2, "inserts into ClickHouse in flight at once, shared by all partitions (each connection keeps encode buffers about one batch in size)")
 	fs.DurationVar(&c.LagInterval, p+"kafka.lag-interval", 15*time.Second, "how often to measure the group's lag (high watermark - committed offset) per partition")
 }
 
@@ -107,6 +105,5 @@ func (c *Config) Validate() error {
 	positive("fetch_max_bytes", int64(c.FetchMaxBytes))
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
 	positive("kafka.lag_interval", int64(c.LagInterval))
-	positive("insert_concurrency", int64(c.InsertConcurrency))
 	return errors.Join(errs...)
 }

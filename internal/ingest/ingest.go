@@ -52,9 +52,8 @@ type Service struct {
 	signer *integrity.Signer // nil: audit events are not sealed
 	// checkpointer signs the partitions' integrity logs while Run runs.
 	checkpointer *integrity.Checkpointer
-	// inserters are shared by all partition workers: they bound the number
-	// of concurrent inserts and the memory of their encode buffers.
-	inserters *chstore.InserterPool
+	// target is where workers insert, each over a connection of its own.
+	target chstore.Config
 }
 
 // SealWith makes the service seal every stored audit event into the
@@ -70,11 +69,11 @@ func New(cfg Config, conn driver.Conn, target chstore.Config, log *slog.Logger, 
 		return nil, err
 	}
 	s := &Service{
-		cfg:       cfg,
-		conn:      conn,
-		inserters: chstore.NewInserterPool(target, cfg.InsertConcurrency),
-		log:       log,
-		m:         newMetrics(reg),
+		cfg:    cfg,
+		conn:   conn,
+		target: target,
+		log:    log,
+		m:      newMetrics(reg),
 		dlq: &kafka.Writer{
 			Addr:                   kafka.TCP(cfg.Brokers...),
 			Balancer:               &kafka.Hash{},
@@ -138,7 +137,6 @@ func (s *Service) Run(ctx context.Context) error {
 		}()
 	}
 	defer s.dlq.Close()
-	defer s.inserters.Close()
 	s.ensureDeadLetterTopics(ctx)
 	// Closing the group ends the current generation, which cancels the
 	// workers' contexts and waits until every worker has flushed and returned.

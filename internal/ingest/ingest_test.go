@@ -100,7 +100,6 @@ func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
 	}
 	ins := chstore.NewInserter(e.target())
 	defer ins.Close()
-	b := newBatch(c, ins)
 	// For offset 20, leave out spans 1 and 3 (expressed as "already stored").
 	partial := &storedSet{rows: map[rowID]struct{}{{20, 1}: {}, {20, 3}: {}}, max: 20}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{e.broker.Addr()}, Topic: "spans", Partition: 0})
@@ -114,11 +113,11 @@ func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
 		if m.Offset == 20 {
 			skip = partial
 		}
-		if _, err := b.add("earlier-owner", m, skip); err != nil {
+		if _, err := c.appendTo(m, skip); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.send(ctx); err != nil {
+	if err := ins.Insert(ctx, c.table(), c.columns().input, ""); err != nil {
 		t.Fatal(err)
 	}
 	if rows, _ := counts(t, e.conn, "spans"); rows != 20*4+2 {

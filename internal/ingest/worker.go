@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +16,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/retry"
+	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
 
 // rowID is a row's origin within its topic partition.
@@ -83,6 +86,7 @@ type worker struct {
 	// worker fills and inserts the next one (see tail).
 	tail       chan flushed
 	tailFailed chan struct{} // closed when the tail stage gave up
+	failures   int           // consecutive failed inserts, for the backoff
 }
 
 // flushed is a batch whose rows ClickHouse acknowledged, on its way to the
@@ -103,19 +107,9 @@ func (w *worker) run(gctx context.Context) {
 	table := w.c.table()
 
 	from := max(w.committed, 0)
-	var stored *storedSet
-	for attempt := 0; ; attempt++ {
-		var err error
-		stored, err = loadStored(gctx, w.s.conn, table, w.partition, from)
-		if err == nil {
-			break
-		}
-		if gctx.Err() != nil {
-			return
-		}
-		w.s.m.retries.WithLabelValues(table, "recover").Inc()
-		w.log.Warn("cannot read what ClickHouse holds of this partition yet; retrying", "err", err)
-		retry.Sleep(gctx, w.s.cfg.Retry.Backoff(attempt))
+	stored, ok := w.loadStored(gctx, from)
+	if !ok {
+		return
 	}
 	if stored != nil {
 		w.log.Info("partition has rows stored past its committed offset; they will not be written again",
@@ -173,123 +167,111 @@ func (w *worker) run(gctx context.Context) {
 		<-tailDone
 	}()
 
-	var (
-		b          = newBatch(w.c, w.s.inserters)
-		dead       []kafka.Message
-		first      = int64(-1)
-		last       int64
-		bytes      int
-		batchStart time.Time
-	)
-	reset := func() {
-		b.reset()
-		dead = dead[:0]
-		first, bytes = -1, 0
-	}
-	for {
-		fctx, cancel := gctx, context.CancelFunc(func() {})
-		if first >= 0 {
-			fctx, cancel = context.WithDeadline(gctx, batchStart.Add(w.maxAge))
-		}
-		msg, err := r.FetchMessage(fctx)
-		cancel()
-		if err != nil {
-			switch {
-			case gctx.Err() != nil:
-				// The generation ended (rebalance or shutdown): flush what
-				// was read, within ShutdownTimeout, and give the partition up.
-				if first >= 0 {
-					w.flush(b, dead, first, last)
-				}
-				return
-			case errors.Is(err, context.DeadlineExceeded):
-				if !w.flush(b, dead, first, last) {
-					return
-				}
-				reset()
-			default:
-				w.log.Warn("fetch", "err", err)
-				retry.Sleep(gctx, w.s.cfg.Retry.Backoff(0))
-			}
-			continue
-		}
-		if first < 0 {
-			first, batchStart = msg.Offset, time.Now()
-		}
-		last = msg.Offset
-		bytes += len(msg.Value)
-		w.s.m.bytes.WithLabelValues(w.topic).Add(float64(len(msg.Value)))
-
-		a, err := b.add(fmt.Sprintf("%s/%d", w.topic, w.partition), msg, stored)
-		if a.skipped > 0 {
-			w.s.m.skipped.WithLabelValues(w.c.table()).Add(float64(a.skipped))
-		}
-		if a.unknownTenant > 0 {
-			w.s.m.unknown.Add(float64(a.unknownTenant))
-		}
-		if err != nil {
-			dead = append(dead, w.deadLetter(msg, err))
-			w.s.m.messages.WithLabelValues(w.topic, "dead_lettered").Inc()
-		} else {
-			w.s.m.messages.WithLabelValues(w.topic, "stored").Inc()
-		}
-		if stored != nil && msg.Offset >= stored.max {
-			stored = nil
-		}
-		if b.rows() >= w.s.cfg.Batch.MaxRows || bytes >= w.s.cfg.Batch.MaxBytes {
-			if !w.flush(b, dead, first, last) {
-				return
-			}
-			reset()
-		}
+	ins := chstore.NewInserter(w.s.target)
+	defer ins.Close()
+	for w.batch(gctx, r, ins, &stored) {
 	}
 }
 
-// flush makes the batch durable and hands it to the tail stage, which
-// seals and commits past it. It retries until it succeeds or the worker's
-// stop context ends; it never lets an offset be committed whose rows or dead
-// letters are not acknowledged. It reports whether the batch was handed on
-// (false: the worker must stop, the batch will be consumed again).
-func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
-	ctx := w.stopCtx
+// Block limits: a batch is streamed to ClickHouse as one INSERT of blocks
+// of at most this many rows or message bytes, so a worker holds one block,
+// not the whole batch, however large batches are.
+const (
+	blockMaxRows  = 4096
+	blockMaxBytes = 1 << 20
+)
+
+// streamBatch is the state of one batch: messages first..last of the
+// partition, streamed as one INSERT.
+type streamBatch struct {
+	first, last  int64
+	start        time.Time
+	rows, bytes  int // rows appended (to insert), message bytes read
+	blockBytes   int
+	dead         []kafka.Message
+	stored, skip int // messages stored or dead-lettered; rows skipped as stored already
+	unknown      int // rows stored under the unknown tenant
+	open         bool
+}
+
+// batch consumes one batch, from its first message until a batch limit,
+// its age, or the end of the generation, streams it to ClickHouse as one
+// INSERT (one part per table partition), writes its dead letters and hands
+// it to the tail stage, which seals and commits. It reports whether the
+// worker should go on.
+//
+// A failed INSERT is never resent: the worker waits until the server no
+// longer runs it, reads again what ClickHouse holds of the partition from
+// the batch's first offset (all of the batch, none, or per table partition
+// some: an INSERT spanning two daily partitions is not atomic) and consumes
+// the batch again from Kafka, skipping what is stored, exactly as a new
+// owner of the partition would after a crash.
+func (w *worker) batch(gctx context.Context, r *kafka.Reader, ins *chstore.Inserter, stored **storedSet) bool {
 	table := w.c.table()
-	start := time.Now()
-	for attempt := 0; len(dead) > 0; attempt++ {
-		err := w.s.dlq.WriteMessages(ctx, dead...)
+	msg, err := r.FetchMessage(gctx)
+	if err != nil {
+		if gctx.Err() != nil {
+			return false
+		}
+		w.log.Warn("fetch", "err", err)
+		retry.Sleep(gctx, w.s.cfg.Retry.Backoff(0))
+		return true
+	}
+	b := &streamBatch{first: msg.Offset, start: time.Now(), open: true}
+	fctx, cancel := context.WithDeadline(gctx, b.start.Add(w.maxAge))
+	defer cancel()
+	cols := w.c.columns()
+	cols.reset()
+	w.add(b, msg, stored)
+	w.fill(fctx, r, b, stored)
+	queryID := fmt.Sprintf("agentaudit-ingest-%s-%d-%d-%s", w.topic, w.partition, b.first, nonce())
+	if cols.rows() > 0 {
+		err := ins.Stream(w.stopCtx, table, cols.input, queryID, func(context.Context) (bool, error) {
+			if !b.open {
+				return false, nil
+			}
+			cols.reset()
+			b.blockBytes = 0
+			w.fill(fctx, r, b, stored)
+			return cols.rows() > 0, nil
+		})
+		if err != nil {
+			return w.recoverBatch(r, b, queryID, stored, err)
+		}
+	}
+	w.failures = 0
+	n := b.rows
+	for attempt := 0; len(b.dead) > 0; attempt++ {
+		err := w.s.dlq.WriteMessages(w.stopCtx, b.dead...)
 		if err == nil {
 			break
 		}
 		if errors.Is(err, kafka.MessageSizeTooLarge) {
-			dead = truncateDeadLetters(dead)
+			b.dead = truncateDeadLetters(b.dead)
 		}
-		if ctx.Err() != nil {
+		if w.stopCtx.Err() != nil {
+			w.log.Warn("giving up dead letters of a stored batch; it will be consumed again", "err", err, "offset", b.first)
 			return false
 		}
 		w.s.m.retries.WithLabelValues(table, "dead_letter").Inc()
-		w.log.Warn("dead-letter write failed; retrying", "err", err, "messages", len(dead))
-		retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
+		w.log.Warn("dead-letter write failed; retrying", "err", err, "messages", len(b.dead))
+		retry.Sleep(w.stopCtx, w.s.cfg.Retry.Backoff(attempt))
 	}
-	if n := b.rows(); n > 0 {
-		// Every attempt carries the batch's deduplication token, so a retry
-		// of an insert that was applied but not acknowledged is deduplicated
-		// by ClickHouse.
-		for attempt := 0; ; attempt++ {
-			err := b.send(ctx)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				w.log.Warn("giving up an unflushed batch; it will be consumed again", "err", err, "offset", first, "rows", n)
-				return false
-			}
-			w.s.m.retries.WithLabelValues(table, "insert").Inc()
-			w.log.Warn("insert failed; retrying", "err", err, "rows", n, "attempt", attempt+1)
-			retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
-		}
-		w.s.m.rows.WithLabelValues(table).Add(float64(n))
-		w.s.m.batchRows.WithLabelValues(table).Observe(float64(n))
+	m := w.s.m
+	m.bytes.WithLabelValues(w.topic).Add(float64(b.bytes))
+	m.messages.WithLabelValues(w.topic, "stored").Add(float64(b.stored))
+	m.messages.WithLabelValues(w.topic, "dead_lettered").Add(float64(len(b.dead)))
+	if b.skip > 0 {
+		m.skipped.WithLabelValues(table).Add(float64(b.skip))
 	}
-	f := flushed{first: first, last: last, start: start}
+	if b.unknown > 0 {
+		m.unknown.Add(float64(b.unknown))
+	}
+	if n > 0 {
+		m.rows.WithLabelValues(table).Add(float64(n))
+		m.batchRows.WithLabelValues(table).Observe(float64(n))
+	}
+	f := flushed{first: b.first, last: b.last, start: b.start}
 	if s, ok := w.c.(sealer); ok {
 		f.sealed = s.takeSealed()
 	}
@@ -297,10 +279,103 @@ func (w *worker) flush(b *batch, dead []kafka.Message, first, last int64) bool {
 	// most one batch is between insert and commit.
 	select {
 	case w.tail <- f:
-		return true
+		return gctx.Err() == nil
 	case <-w.tailFailed:
 		return false
 	}
+}
+
+// fill reads messages into the current block until it is full, or the
+// batch is: by rows, bytes, age (fctx's deadline) or the end of the
+// generation, which close the batch (b.open = false).
+func (w *worker) fill(fctx context.Context, r *kafka.Reader, b *streamBatch, stored **storedSet) {
+	cols := w.c.columns()
+	for b.open && cols.rows() < blockMaxRows && b.blockBytes < blockMaxBytes {
+		if b.rows >= w.s.cfg.Batch.MaxRows || b.bytes >= w.s.cfg.Batch.MaxBytes {
+			b.open = false
+			return
+		}
+		msg, err := r.FetchMessage(fctx)
+		if err != nil {
+			if fctx.Err() != nil {
+				b.open = false
+				return
+			}
+			w.log.Warn("fetch", "err", err)
+			retry.Sleep(fctx, w.s.cfg.Retry.Backoff(0))
+			continue
+		}
+		w.add(b, msg, stored)
+	}
+}
+
+// add decodes msg into the current block (or the batch's dead letters).
+func (w *worker) add(b *streamBatch, msg kafka.Message, stored **storedSet) {
+	b.last = msg.Offset
+	b.bytes += len(msg.Value)
+	b.blockBytes += len(msg.Value)
+	before := w.c.columns().rows()
+	a, err := w.c.appendTo(msg, *stored)
+	if err != nil {
+		b.dead = append(b.dead, w.deadLetter(msg, err))
+	} else {
+		b.stored++
+	}
+	b.rows += w.c.columns().rows() - before
+	b.skip += a.skipped
+	b.unknown += a.unknownTenant
+	if *stored != nil && msg.Offset >= (*stored).max {
+		*stored = nil
+	}
+}
+
+// recoverBatch handles a failed INSERT of b (see batch): it waits until the
+// server no longer runs the query, reloads what is stored from b.first and
+// rewinds the reader there. It reports whether the worker should go on.
+func (w *worker) recoverBatch(r *kafka.Reader, b *streamBatch, queryID string, stored **storedSet, cause error) bool {
+	ctx, table := w.stopCtx, w.c.table()
+	if ctx.Err() != nil {
+		w.log.Warn("giving up an unflushed batch; it will be consumed again", "err", cause, "offset", b.first)
+		return false
+	}
+	w.s.m.retries.WithLabelValues(table, "insert").Inc()
+	w.log.Warn("insert failed; consuming the batch again", "err", cause, "offset", b.first, "attempt", w.failures+1)
+	retry.Sleep(ctx, w.s.cfg.Retry.Backoff(w.failures))
+	w.failures++
+	for attempt := 0; ; attempt++ {
+		running, err := chstore.QueryRunning(ctx, w.s.conn, queryID)
+		if err == nil && !running {
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if err != nil {
+			w.log.Warn("cannot ask ClickHouse about the failed insert yet; retrying", "err", err)
+		}
+		retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
+	}
+	s, ok := w.loadStored(ctx, b.first)
+	if !ok {
+		return false
+	}
+	*stored = s
+	w.c.columns().reset()
+	if sl, ok := w.c.(sealer); ok {
+		sl.takeSealed()
+	}
+	if err := r.SetOffset(b.first); err != nil {
+		w.log.Error("rewind to the failed batch", "err", err, "offset", b.first)
+		return false
+	}
+	return true
+}
+
+// nonce is a random hex string for query ids.
+func nonce() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // runTail seals (when sealing) and then commits each flushed batch, in
@@ -387,6 +462,24 @@ func truncateDeadLetters(dead []kafka.Message) []kafka.Message {
 		out[i] = m
 	}
 	return out
+}
+
+// loadStored is loadStored for the worker's partition from offset from,
+// retried until it succeeds or ctx ends (then ok is false).
+func (w *worker) loadStored(ctx context.Context, from int64) (s *storedSet, ok bool) {
+	table := w.c.table()
+	for attempt := 0; ; attempt++ {
+		s, err := loadStored(ctx, w.s.conn, table, w.partition, from)
+		if err == nil {
+			return s, true
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		w.s.m.retries.WithLabelValues(table, "recover").Inc()
+		w.log.Warn("cannot read what ClickHouse holds of this partition yet; retrying", "err", err)
+		retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
+	}
 }
 
 // checkpoint signs the leaves of the partition's log that no checkpoint

@@ -45,7 +45,9 @@ func main() {
 	sealRuns := flag.Int("integrity-runs", 3, "further runs with -integrity.enabled (audit events sealed into signed Merkle logs); 0: none")
 	keep := flag.Bool("keep", false, "keep the last run's database (inspect with: bin/agentaudit clickhouse -path DIR/clickhouse)")
 	profile := flag.Duration("profile", 0, "if set, take a CPU profile of ingest for this long during run 1 (written to -dir)")
+	ingestArgs := flag.String("ingest-args", "", "extra flags for every ingest run, space-separated (to compare settings)")
 	flag.Parse()
+	extraIngestArgs = strings.Fields(*ingestArgs)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	profileFor = *profile
 	keepLast = *keep
@@ -150,10 +152,11 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 }
 
 var (
-	profileFor    time.Duration
-	keepLast      bool
-	runsTotal     int
-	integrityRuns int
+	extraIngestArgs []string
+	profileFor      time.Duration
+	keepLast        bool
+	runsTotal       int
+	integrityRuns   int
 )
 
 // takeProfile saves a CPU profile of the ingest process from its admin port.
@@ -194,6 +197,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 		"-ingest.kafka.brokers="+kafkaAddr, "-ingest.kafka.group-id="+db,
 		"-clickhouse.addr="+chAddr, "-clickhouse.database="+db,
 		"-telemetry.listen-address="+adminAddr, "-telemetry.log-level=warn", "-otlp-http.listen-address=")
+	cmd.Args = append(cmd.Args, extraIngestArgs...)
 	if seal {
 		_, key, kerr := ed25519.GenerateKey(nil)
 		if kerr != nil {

@@ -3,10 +3,12 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // Inserter sends blocks of typed columns to one table per call over the
@@ -51,6 +53,63 @@ func (in *Inserter) Insert(ctx context.Context, table string, input proto.Input,
 		return fmt.Errorf("insert %d rows into %s: %w", rowsOf(input), table, err)
 	}
 	return nil
+}
+
+// Stream writes one INSERT made of several blocks: input as it is now,
+// then, each time next returns true, input as next refilled it. The server
+// squashes the blocks into one part per table partition (the squashing
+// thresholds are raised far above any batch this package is given), so a
+// long stream of small blocks costs ClickHouse what one large insert does
+// while the caller holds one block at a time. Nothing of an INSERT that
+// fails before its end is stored; one that fails after it (a lost
+// acknowledgement) may have been: the query runs under queryID, which the
+// caller can look up in system.processes (QueryRunning) before it checks
+// what was stored.
+func (in *Inserter) Stream(ctx context.Context, table string, input proto.Input, queryID string, next func(context.Context) (bool, error)) error {
+	if in.client == nil || in.client.IsClosed() {
+		if err := in.dial(ctx); err != nil {
+			return err
+		}
+	}
+	rows := rowsOf(input)
+	q := ch.Query{
+		Body:    input.Into(table),
+		Input:   input,
+		QueryID: queryID,
+		Settings: []ch.Setting{
+			{Key: "min_insert_block_size_rows", Value: "1000000000", Important: true},
+			{Key: "min_insert_block_size_bytes", Value: "100000000000", Important: true},
+			// The caller recovers from failures by reading what is
+			// stored, not by resending: block hashing is wasted work.
+			{Key: "insert_deduplicate", Value: "0", Important: true},
+		},
+		OnInput: func(ctx context.Context) error {
+			more, err := next(ctx)
+			if err != nil {
+				return err
+			}
+			if !more {
+				return io.EOF
+			}
+			rows += rowsOf(input)
+			return nil
+		},
+	}
+	if err := in.client.Do(ctx, q); err != nil {
+		in.Close()
+		return fmt.Errorf("insert stream of %d rows into %s: %w", rows, table, err)
+	}
+	return nil
+}
+
+// QueryRunning reports whether the server still runs the query queryID.
+// Once it does not, whatever that query stored is visible.
+func QueryRunning(ctx context.Context, conn driver.Conn, queryID string) (bool, error) {
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM system.processes WHERE query_id = ?", queryID).Scan(&n); err != nil {
+		return false, fmt.Errorf("look up query %s: %w", queryID, err)
+	}
+	return n > 0, nil
 }
 
 func (in *Inserter) dial(ctx context.Context) error {
