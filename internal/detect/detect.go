@@ -39,6 +39,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/event"
 )
 
@@ -47,6 +48,16 @@ import (
 // webhook outbox); an error is retried.
 type Actions interface {
 	Act(ctx context.Context, d event.Detection, revoke bool) error
+}
+
+// BatchActions is an action sink that takes every detection one
+// detections insert stored at once (notify.Sender: one outbox insert per
+// batch, not one per detection, on the way to the first webhook). The
+// sink then gets no Act calls. ActBatch has Act's contract for each
+// action; an error retries the whole batch.
+type BatchActions interface {
+	Actions
+	ActBatch(ctx context.Context, acts []notify.Action) error
 }
 
 // LogActions only logs detections: the action sink when no notifier is

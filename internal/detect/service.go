@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/retry"
 )
@@ -253,6 +254,27 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 			}
 		}
 	}
+	if ba, ok := s.actions.(BatchActions); ok {
+		var acts []notify.Action
+		for i := range accs {
+			if a := &accs[i]; a.notify || a.revoke {
+				acts = append(acts, notify.Action{Detection: a.d, Revoke: a.revoke, MessageTime: a.at})
+			}
+		}
+		for attempt := 0; len(acts) > 0; attempt++ {
+			err := ba.ActBatch(ctx, acts)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+			s.m.actErrors.Inc()
+			s.log.Warn("action sink failed; retrying", "err", err, "actions", len(acts))
+			retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
+		}
+		return true
+	}
 	for i := range accs {
 		a := &accs[i]
 		if !a.notify && !a.revoke {
@@ -361,10 +383,21 @@ func (w *worker) run(gctx context.Context) {
 			log.Warn("offset commit failed", "err", err, "offset", to)
 		}
 	}
-	for {
-		fctx, cancel := context.WithTimeout(gctx, s.cfg.CommitInterval)
-		msg, err := r.FetchMessage(fctx)
+	// One fetch context per commit interval, not per message: its deadline
+	// is the next commit, so a quiet partition still commits on time, and
+	// a busy one does not pay a context and a timer for every message.
+	var (
+		fctx   context.Context
+		cancel = func() {}
+	)
+	renew := func() {
 		cancel()
+		fctx, cancel = context.WithDeadline(gctx, lastTick.Add(s.cfg.CommitInterval))
+	}
+	renew()
+	defer func() { cancel() }()
+	for {
+		msg, err := r.FetchMessage(fctx)
 		if err != nil {
 			switch {
 			case gctx.Err() != nil:
@@ -379,6 +412,7 @@ func (w *worker) run(gctx context.Context) {
 			}
 			commit(false)
 			lastTick = time.Now()
+			renew()
 			continue
 		}
 		lagLabel.Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
@@ -414,6 +448,7 @@ func (w *worker) run(gctx context.Context) {
 		if time.Since(lastTick) >= s.cfg.CommitInterval {
 			commit(false)
 			lastTick = time.Now()
+			renew()
 		}
 	}
 }

@@ -86,6 +86,8 @@ type Sender struct {
 	revoked map[string]time.Time // token_id → latest revocation
 
 	rec      chan delivery // attempts to record (Run's recorder)
+	revQMu   sync.Mutex
+	revQ     []revocation // revocations rows for the recorder to write
 	written  *idSet        // delivery ids in the outbox (recent ones)
 	finished *idSet        // delivery ids this process delivered or gave up
 
@@ -210,6 +212,16 @@ func (s *Sender) Revoked(tokenID string) (time.Time, bool) {
 	return t, ok
 }
 
+// Action is one stored detection to act on: notify, and ask for the
+// revocation of its token if Revoke.
+type Action struct {
+	Detection event.Detection
+	Revoke    bool
+	// MessageTime is the Kafka timestamp of the message that triggered
+	// the detection (zero if unknown): the start of its end-to-end latency.
+	MessageTime time.Time
+}
+
 // Act durably queues the messages for detection d: a notify message to
 // every enabled notify endpoint of d's tenant and, if revoke and d names a
 // token not revoked within the revocation window, a revoke message to every
@@ -219,6 +231,16 @@ func (s *Sender) Revoked(tokenID string) (time.Time, bool) {
 // Act with the same detection (ids are deterministic; rows already written
 // are not duplicated).
 func (s *Sender) Act(ctx context.Context, d event.Detection, revoke bool) error {
+	return s.ActBatch(ctx, []Action{{Detection: d, Revoke: revoke}})
+}
+
+// ActBatch is Act for several detections with one outbox insert: the
+// detector hands over everything one detections insert stored, so a burst
+// of detections costs one ClickHouse round trip before the first webhook
+// is sent, not one per detection. nil means every message of every action
+// is in the outbox; on error none is queued and the whole batch may be
+// retried.
+func (s *Sender) ActBatch(ctx context.Context, acts []Action) error {
 	if !s.cfg.Enabled {
 		return nil
 	}
@@ -226,104 +248,115 @@ func (s *Sender) Act(ctx context.Context, d event.Detection, revoke bool) error 
 		return ErrClosed
 	}
 	now := time.Now().UTC()
-	// Reserve the revocation first so two concurrent detections of one
-	// token do not both revoke; released if the writes fail.
-	var reserved bool
-	var prevRev time.Time
-	var hadPrev bool
-	if revoke && d.TokenID != "" && s.hasKind(KindRevoke, d.TenantID) {
-		s.revMu.Lock()
-		prevRev, hadPrev = s.revoked[d.TokenID]
-		if !hadPrev || now.Sub(prevRev) >= s.cfg.RevocationWindow {
-			s.revoked[d.TokenID] = now
-			reserved = true
+	// Reserve revocations first so two detections of one token (in this
+	// batch or concurrent) do not both revoke; released, newest first, if
+	// the writes fail.
+	var releases []func()
+	release := func() {
+		for _, f := range slices.Backward(releases) {
+			f()
 		}
-		s.revMu.Unlock()
-		if !reserved {
-			for _, ep := range s.eps {
-				if ep.cfg.has(KindRevoke, d.TenantID) {
-					s.m.dropped.WithLabelValues(ep.cfg.Name, "revocation_deduplicated").Inc()
+	}
+	var msgs []*message
+	var revs []revocation
+	built := 0 // messages due, including those already in the outbox
+	inBatch := map[string]bool{}
+	for i := range acts {
+		d := &acts[i].Detection
+		reserved := false
+		if acts[i].Revoke && d.TokenID != "" && s.hasKind(KindRevoke, d.TenantID) {
+			s.revMu.Lock()
+			prevRev, hadPrev := s.revoked[d.TokenID]
+			if !hadPrev || now.Sub(prevRev) >= s.cfg.RevocationWindow {
+				s.revoked[d.TokenID] = now
+				reserved = true
+			}
+			s.revMu.Unlock()
+			if reserved {
+				tok := d.TokenID
+				releases = append(releases, func() {
+					s.revMu.Lock()
+					defer s.revMu.Unlock()
+					if hadPrev {
+						s.revoked[tok] = prevRev
+					} else {
+						delete(s.revoked, tok)
+					}
+				})
+			} else {
+				for _, ep := range s.eps {
+					if ep.cfg.has(KindRevoke, d.TenantID) {
+						s.m.dropped.WithLabelValues(ep.cfg.Name, "revocation_deduplicated").Inc()
+					}
 				}
 			}
 		}
-	}
-	release := func() {
-		if !reserved {
-			return
+		var revokeID string
+		for _, ep := range s.eps {
+			for _, kind := range []string{KindNotify, KindRevoke} {
+				if kind == KindRevoke && !reserved || !ep.cfg.has(kind, d.TenantID) {
+					continue
+				}
+				if ep.disabled.Load() {
+					s.m.dropped.WithLabelValues(ep.cfg.Name, "endpoint_disabled").Inc()
+					continue
+				}
+				id := DeliveryID(d.ID, ep.cfg.Name, kind)
+				built++
+				// Messages already in the outbox (re-detection after a
+				// restart, or a retried Act) are not written again: a
+				// delivered one would be sent twice. The set is in memory
+				// (warmed in New) to keep a ClickHouse round trip off the
+				// latency path. A revoke message already written means the
+				// revocation was recorded: no second revocations row.
+				if s.written.has(id) || inBatch[id] {
+					continue
+				}
+				b, err := body(*d, &ep.cfg, kind, s.cfg.Issuer, id)
+				if err != nil {
+					release()
+					return fmt.Errorf("render %s body for endpoint %s: %w", kind, ep.cfg.Name, err)
+				}
+				if kind == KindRevoke && revokeID == "" {
+					revokeID = id
+				}
+				inBatch[id] = true
+				msgs = append(msgs, &message{id: id, detectionID: d.ID, createdAt: now, tenant: d.TenantID,
+					endpoint: ep.cfg.Name, kind: kind, tokenID: d.TokenID, body: b, state: statePending,
+					next: now, version: s.version(), index: -1})
+			}
 		}
-		s.revMu.Lock()
-		defer s.revMu.Unlock()
-		if hadPrev {
-			s.revoked[d.TokenID] = prevRev
-		} else {
-			delete(s.revoked, d.TokenID)
-		}
-	}
-
-	var msgs []*message
-	var revokeID string
-	for _, ep := range s.eps {
-		for _, kind := range []string{KindNotify, KindRevoke} {
-			if kind == KindRevoke && !reserved || !ep.cfg.has(kind, d.TenantID) {
-				continue
-			}
-			if ep.disabled.Load() {
-				s.m.dropped.WithLabelValues(ep.cfg.Name, "endpoint_disabled").Inc()
-				continue
-			}
-			id := DeliveryID(d.ID, ep.cfg.Name, kind)
-			b, err := body(d, &ep.cfg, kind, s.cfg.Issuer, id)
-			if err != nil {
-				release()
-				return fmt.Errorf("render %s body for endpoint %s: %w", kind, ep.cfg.Name, err)
-			}
-			if kind == KindRevoke && revokeID == "" {
-				revokeID = id
-			}
-			msgs = append(msgs, &message{id: id, detectionID: d.ID, createdAt: now, tenant: d.TenantID,
-				endpoint: ep.cfg.Name, kind: kind, tokenID: d.TokenID, body: b, state: statePending,
-				next: now, version: s.version(), index: -1})
+		if revokeID != "" {
+			revs = append(revs, revocation{tenant: d.TenantID, tokenID: d.TokenID,
+				tokenType: d.TokenType, agentID: d.AgentID, at: now, detectionID: d.ID,
+				deliveryID: revokeID, ruleID: d.RuleID, reason: d.Summary})
 		}
 	}
 	if len(msgs) == 0 {
-		release()
+		if built == 0 {
+			release() // nothing to revoke through
+		}
 		return nil
 	}
-	// Messages already in the outbox (re-detection after a restart, or a
-	// retried Act) are not written again: a delivered one would be sent
-	// twice. The set is in memory (warmed in New) to keep a ClickHouse
-	// round trip off the latency path.
-	fresh := msgs[:0]
-	for _, m := range msgs {
-		if !s.written.has(m.id) {
-			fresh = append(fresh, m)
-		} else if m.id == revokeID {
-			revokeID = "" // revoked already: no second revocations row
-		}
+	if err := s.st.writeOutbox(ctx, msgs); err != nil {
+		release()
+		return err
 	}
-	msgs = fresh
-	if len(msgs) > 0 {
-		if err := s.st.writeOutbox(ctx, msgs); err != nil {
-			release()
-			return err
-		}
-	}
-	// Durable: send now, then record the revocation. The revocations row
-	// comes strictly after the outbox rows: a row without its revoke
-	// message would make a restarted sender believe the token revoked and
-	// suppress the revocation that was never sent. If the row is lost (a
-	// crash right here, or an error) the warm-up still finds the revocation
-	// through the outbox's revoke message.
+	// Durable: send now, then record the revocations. Their rows come
+	// strictly after the outbox rows: a row without its revoke message
+	// would make a restarted sender believe the token revoked and suppress
+	// the revocation that was never sent. They are written by the
+	// recorder, off the latency path; if one is lost (a crash before the
+	// recorder's next batch, or an error) the warm-up still finds the
+	// revocation through the outbox's revoke message.
 	for _, m := range msgs {
 		s.written.add(m.id)
 		s.byNm[m.endpoint].push(m, s)
 	}
-	if revokeID != "" {
-		if err := s.st.writeRevocation(ctx, revocation{tenant: d.TenantID, tokenID: d.TokenID,
-			tokenType: d.TokenType, agentID: d.AgentID, at: now, detectionID: d.ID,
-			deliveryID: revokeID, ruleID: d.RuleID, reason: d.Summary}); err != nil {
-			s.log.Error("record revocation", "token_id", d.TokenID, "rule_id", d.RuleID, "err", err)
-		}
+	if len(revs) > 0 {
+		s.revQMu.Lock()
+		s.revQ = append(s.revQ, revs...)
+		s.revQMu.Unlock()
 	}
 	return nil
 }
@@ -632,7 +665,8 @@ const (
 	recordBatch = 1000
 )
 
-// runRecorder writes attempts in batches until in is closed and drained.
+// runRecorder writes attempts (and queued revocations rows) in batches
+// until in is closed and drained.
 func (s *Sender) runRecorder(in <-chan delivery) {
 	var buf []delivery
 	tick := time.NewTicker(recordEvery)
@@ -642,6 +676,7 @@ func (s *Sender) runRecorder(in <-chan delivery) {
 		case d, ok := <-in:
 			if !ok {
 				s.record(buf)
+				s.recordRevocations()
 				return
 			}
 			buf = append(buf, d)
@@ -650,6 +685,7 @@ func (s *Sender) runRecorder(in <-chan delivery) {
 				buf = nil
 			}
 		case <-tick.C:
+			s.recordRevocations()
 			if len(buf) > 0 {
 				s.record(buf)
 				buf = nil
@@ -658,12 +694,34 @@ func (s *Sender) runRecorder(in <-chan delivery) {
 	}
 }
 
+// recordRevocations writes the revocations rows ActBatch queued.
+func (s *Sender) recordRevocations() {
+	s.revQMu.Lock()
+	revs := s.revQ
+	s.revQ = nil
+	s.revQMu.Unlock()
+	if len(revs) == 0 {
+		return
+	}
+	var err error
+	for i, backoff := 0, 100*time.Millisecond; i < 3; i, backoff = i+1, 2*backoff {
+		if err = s.st.writeRevocations(context.Background(), revs); err == nil {
+			return
+		}
+		time.Sleep(jitter(backoff))
+	}
+	s.log.Error("record revocations", "rows", len(revs), "err", err)
+}
+
 // record writes the outbox states (first: they decide what a restart
 // resends) and then the deliveries rows, retrying a failed insert twice.
 func (s *Sender) record(ds []delivery) {
 	if len(ds) == 0 {
 		return
 	}
+	// Revocations queued before these attempts first: they were queued
+	// before the messages were sent.
+	s.recordRevocations()
 	msgs := make([]*message, len(ds))
 	for i := range ds {
 		msgs[i] = ds[i].msg

@@ -92,7 +92,7 @@ type revocation struct {
 	deliveryID, ruleID, reason          string
 }
 
-func (s *store) writeRevocation(ctx context.Context, r revocation) error {
+func (s *store) writeRevocations(ctx context.Context, rs []revocation) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".revocations (tenant_id, token_id, token_type, agent_id, ts, detection_id, delivery_id, rule_id, reason)")
@@ -100,8 +100,10 @@ func (s *store) writeRevocation(ctx context.Context, r revocation) error {
 		return fmt.Errorf("prepare revocations insert: %w", err)
 	}
 	defer b.Abort()
-	if err := b.Append(r.tenant, r.tokenID, r.tokenType, r.agentID, r.at, r.detectionID, r.deliveryID, r.ruleID, r.reason); err != nil {
-		return fmt.Errorf("append revocation row: %w", err)
+	for _, r := range rs {
+		if err := b.Append(r.tenant, r.tokenID, r.tokenType, r.agentID, r.at, r.detectionID, r.deliveryID, r.ruleID, r.reason); err != nil {
+			return fmt.Errorf("append revocation row: %w", err)
+		}
 	}
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("insert into revocations: %w", err)
