@@ -88,8 +88,8 @@ type Sender struct {
 	rec      chan delivery // attempts to record (Run's recorder)
 	revQMu   sync.Mutex
 	revQ     []revocation // revocations rows for the recorder to write
-	written  *idSet        // delivery ids in the outbox (recent ones)
-	finished *idSet        // delivery ids this process delivered or gave up
+	written  *idSet       // delivery ids in the outbox (recent ones)
+	finished *idSet       // delivery ids this process delivered or gave up
 
 	verMu   sync.Mutex
 	lastVer uint64
