@@ -339,6 +339,7 @@ func (w *worker) run(gctx context.Context) {
 		return
 	}
 	enc := event.Encoding(s.cfg.SpansEncoding)
+	scan := newSpanScanner(s.cfg.Spans)
 	var (
 		outs     []Outcome
 		scratch  []event.Span
@@ -421,7 +422,7 @@ func (w *worker) run(gctx context.Context) {
 			skipLbl.Inc()
 		} else if isSpans {
 			var derr error
-			scratch, _, derr = event.DecodeSpans(msg.Value, enc, s.cfg.Spans, scratch[:0])
+			scratch, derr = scan.decode(msg.Value, enc, scratch[:0])
 			if derr != nil {
 				badLbl.Inc()
 			} else {
