@@ -233,17 +233,60 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 	for i := range accs {
 		rows[i] = accs[i].d
 	}
+	// With a BatchActions sink the outbox rows are written while the
+	// detections are stored, and released for sending only once both
+	// inserts are acknowledged: one ClickHouse round trip on the way to
+	// the webhook instead of two, and still no webhook before its
+	// detection is stored (notify.Sender.PrepareBatch says what a crash
+	// between the two leaves behind).
+	ba, batched := s.actions.(BatchActions)
+	var release func()
+	prepared := make(chan bool, 1)
+	var acts []notify.Action
+	if batched {
+		for i := range accs {
+			if a := &accs[i]; a.notify || a.revoke {
+				acts = append(acts, notify.Action{Detection: a.d, Revoke: a.revoke, MessageTime: a.at})
+			}
+		}
+	}
+	if len(acts) > 0 {
+		go func() {
+			for attempt := 0; ; attempt++ {
+				rel, err := ba.PrepareBatch(ctx, acts)
+				if err == nil {
+					release = rel
+					prepared <- true
+					return
+				}
+				if ctx.Err() != nil {
+					prepared <- false
+					return
+				}
+				s.m.actErrors.Inc()
+				s.log.Warn("action sink failed; retrying", "err", err, "actions", len(acts))
+				retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
+			}
+		}()
+	} else {
+		prepared <- true
+	}
+	stored := true
 	for attempt := 0; ; attempt++ {
 		err := insertDetections(ctx, s.conn, rows)
 		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
-			return false
+			stored = false
+			break
 		}
 		s.m.insertErrs.Inc()
 		s.log.Warn("insert detections failed; retrying", "err", err, "batch_rows", len(rows))
 		retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
+	}
+	if ok := <-prepared; !ok || !stored {
+		return false
 	}
 	now := time.Now()
 	for i := range accs {
@@ -254,24 +297,9 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 			}
 		}
 	}
-	if ba, ok := s.actions.(BatchActions); ok {
-		var acts []notify.Action
-		for i := range accs {
-			if a := &accs[i]; a.notify || a.revoke {
-				acts = append(acts, notify.Action{Detection: a.d, Revoke: a.revoke, MessageTime: a.at})
-			}
-		}
-		for attempt := 0; len(acts) > 0; attempt++ {
-			err := ba.ActBatch(ctx, acts)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return false
-			}
-			s.m.actErrors.Inc()
-			s.log.Warn("action sink failed; retrying", "err", err, "actions", len(acts))
-			retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
+	if batched {
+		if release != nil {
+			release()
 		}
 		return true
 	}

@@ -67,7 +67,16 @@ func main() {
 	brokerBin := flag.String("kafkabroker", "bin/kafkabroker", "kafkabroker binary (serves kfake)")
 	work := flag.String("dir", ".cache/bench-detect", "working directory")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process (the detector) here")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the benchmark process (the detector) here at the end")
 	flag.Parse()
+	if *memProfile != "" && !*produce {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	if *cpuProfile != "" && !*produce {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -174,26 +183,33 @@ func newTimingActions(next *notify.Sender) *timingActions {
 }
 
 func (a *timingActions) Act(ctx context.Context, d event.Detection, revoke bool) error {
-	t, _ := detect.MessageTime(ctx)
-	return a.ActBatch(ctx, []notify.Action{{Detection: d, Revoke: revoke, MessageTime: t}})
+	return errors.New("detectbench: the detector hands batches to PrepareBatch")
 }
 
-func (a *timingActions) ActBatch(ctx context.Context, acts []notify.Action) error {
-	now := time.Now()
-	a.mu.Lock()
-	for _, x := range acts {
-		d, t := &x.Detection, x.MessageTime
-		if t.IsZero() || d.RuleID != detect.RuleOutOfDelegation {
-			continue
-		}
-		if _, seen := a.kafkaT[d.ID]; !seen {
-			a.kafkaT[d.ID] = t
-			a.stored = append(a.stored, float64(now.Sub(t).Microseconds())/1000)
-			a.consume = append(a.consume, float64(d.Time.Sub(t).Microseconds())/1000)
-		}
+// PrepareBatch is called while the detections are being stored; release
+// is called once they are: that is when "stored" is timed.
+func (a *timingActions) PrepareBatch(ctx context.Context, acts []notify.Action) (func(), error) {
+	release, err := a.next.PrepareBatch(ctx, acts)
+	if err != nil {
+		return nil, err
 	}
-	a.mu.Unlock()
-	return a.next.ActBatch(ctx, acts)
+	return func() {
+		now := time.Now()
+		a.mu.Lock()
+		for _, x := range acts {
+			d, t := &x.Detection, x.MessageTime
+			if t.IsZero() || d.RuleID != detect.RuleOutOfDelegation {
+				continue
+			}
+			if _, seen := a.kafkaT[d.ID]; !seen {
+				a.kafkaT[d.ID] = t
+				a.stored = append(a.stored, float64(now.Sub(t).Microseconds())/1000)
+				a.consume = append(a.consume, float64(d.Time.Sub(t).Microseconds())/1000)
+			}
+		}
+		a.mu.Unlock()
+		release()
+	}, nil
 }
 
 // onWebhook is the receiver's callback for each verified message.

@@ -11,6 +11,12 @@
 // twice (killed after the receiver answered, before the outbox row said
 // so): receivers deduplicate by webhook-id, which is deterministic
 // (detection id, endpoint, kind) and so stable across retries and restarts.
+//
+// The detector uses the two halves of ActBatch, PrepareBatch and its
+// release, to write the outbox while it stores the detections and to send
+// only after both inserts are acknowledged; rows so written are in state
+// prepared until their first attempt is recorded, and a restart sends a
+// prepared row only if its detection is stored.
 package notify
 
 import (
@@ -70,7 +76,8 @@ type message struct {
 	attempts    int       // attempts made so far
 	next        time.Time // when the next attempt is due
 	version     uint64
-	index       int // in the endpoint's heap, -1 when not queued
+	index       int  // in the endpoint's heap, -1 when not queued
+	stored      bool // loaded: its detection is in the detections table
 }
 
 // Sender writes outbox rows and delivers them.
@@ -88,8 +95,10 @@ type Sender struct {
 	rec      chan delivery // attempts to record (Run's recorder)
 	revQMu   sync.Mutex
 	revQ     []revocation // revocations rows for the recorder to write
-	written  *idSet       // delivery ids in the outbox (recent ones)
-	finished *idSet       // delivery ids this process delivered or gave up
+	heldMu   sync.Mutex
+	held     map[uuid.UUID][]*message // pending in the outbox, detection not stored (loadPending)
+	written  *idSet                   // delivery ids in the outbox (recent ones)
+	finished *idSet                   // delivery ids this process delivered or gave up
 
 	verMu   sync.Mutex
 	lastVer uint64
@@ -131,7 +140,8 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	s := &Sender{cfg: cfg, st: &store{conn: conn, db: db, timeout: cfg.StoreTimeout}, log: log, m: m,
-		byNm: map[string]*endpoint{}, revoked: map[string]time.Time{}, written: newIDSet(writtenIDs), finished: newIDSet(writtenIDs)}
+		byNm: map[string]*endpoint{}, revoked: map[string]time.Time{}, written: newIDSet(writtenIDs), finished: newIDSet(writtenIDs),
+		held: map[uuid.UUID][]*message{}}
 	if s.st.timeout <= 0 {
 		s.st.timeout = 10 * time.Second
 	}
@@ -241,11 +251,39 @@ func (s *Sender) Act(ctx context.Context, d event.Detection, revoke bool) error 
 // is in the outbox; on error none is queued and the whole batch may be
 // retried.
 func (s *Sender) ActBatch(ctx context.Context, acts []Action) error {
+	release, err := s.prepare(ctx, acts, statePending)
+	if err != nil {
+		return err
+	}
+	release()
+	return nil
+}
+
+// PrepareBatch is the first half of ActBatch: it writes the outbox rows of
+// acts and returns once ClickHouse acknowledged them, but sends nothing;
+// release queues them for sending. The detector writes the outbox while
+// ClickHouse stores the same detections (two inserts in parallel instead
+// of one after the other on the way to the first webhook) and calls
+// release only once both are acknowledged, so no webhook leaves before its
+// detection is stored. A process that dies between the two leaves pending
+// outbox rows whose detection may be missing: Run holds those back (see
+// loadPending) until the detection is stored again — its offsets were not
+// committed, so the detector re-detects it, with the same id, and its
+// PrepareBatch releases the held messages. Without release nothing is
+// sent by this process; calling PrepareBatch again for the same actions is
+// safe (the rows get a newer version).
+func (s *Sender) PrepareBatch(ctx context.Context, acts []Action) (func(), error) {
+	return s.prepare(ctx, acts, statePrepared)
+}
+
+// prepare writes the outbox rows of acts in state (pending: the caller
+// stored the detections already; prepared: it is storing them now).
+func (s *Sender) prepare(ctx context.Context, acts []Action, state string) (func(), error) {
 	if !s.cfg.Enabled {
-		return nil
+		return func() {}, nil
 	}
 	if s.stopped.Load() {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	now := time.Now().UTC()
 	// Reserve revocations first so two detections of one token (in this
@@ -257,12 +295,18 @@ func (s *Sender) ActBatch(ctx context.Context, acts []Action) error {
 			f()
 		}
 	}
-	var msgs []*message
+	var msgs, held []*message
 	var revs []revocation
 	built := 0 // messages due, including those already in the outbox
 	inBatch := map[string]bool{}
 	for i := range acts {
 		d := &acts[i].Detection
+		// Messages of this detection a restart held back (written, never
+		// sent, detection not stored then): sent once it is stored now.
+		for _, m := range s.takeHeld(d.ID) {
+			inBatch[m.id] = true
+			held = append(held, m)
+		}
 		reserved := false
 		if acts[i].Revoke && d.TokenID != "" && s.hasKind(KindRevoke, d.TenantID) {
 			s.revMu.Lock()
@@ -315,14 +359,15 @@ func (s *Sender) ActBatch(ctx context.Context, acts []Action) error {
 				b, err := body(*d, &ep.cfg, kind, s.cfg.Issuer, id)
 				if err != nil {
 					release()
-					return fmt.Errorf("render %s body for endpoint %s: %w", kind, ep.cfg.Name, err)
+					s.putHeld(held)
+					return nil, fmt.Errorf("render %s body for endpoint %s: %w", kind, ep.cfg.Name, err)
 				}
 				if kind == KindRevoke && revokeID == "" {
 					revokeID = id
 				}
 				inBatch[id] = true
 				msgs = append(msgs, &message{id: id, detectionID: d.ID, createdAt: now, tenant: d.TenantID,
-					endpoint: ep.cfg.Name, kind: kind, tokenID: d.TokenID, body: b, state: statePending,
+					endpoint: ep.cfg.Name, kind: kind, tokenID: d.TokenID, body: b, state: state,
 					next: now, version: s.version(), index: -1})
 			}
 		}
@@ -332,33 +377,62 @@ func (s *Sender) ActBatch(ctx context.Context, acts []Action) error {
 				deliveryID: revokeID, ruleID: d.RuleID, reason: d.Summary})
 		}
 	}
-	if len(msgs) == 0 {
-		if built == 0 {
-			release() // nothing to revoke through
+	if len(msgs) == 0 && built == 0 {
+		release() // nothing to revoke through
+	}
+	if len(msgs) > 0 {
+		if err := s.st.writeOutbox(ctx, msgs); err != nil {
+			release()
+			s.putHeld(held)
+			return nil, err
 		}
-		return nil
 	}
-	if err := s.st.writeOutbox(ctx, msgs); err != nil {
-		release()
-		return err
+	// Durable: the caller sends (release), then the revocations are
+	// recorded. Their rows come strictly after the outbox rows: a row
+	// without its revoke message would make a restarted sender believe the
+	// token revoked and suppress the revocation that was never sent. They
+	// are written by the recorder, off the latency path; if one is lost (a
+	// crash before the recorder's next batch, or an error) the warm-up
+	// still finds the revocation through the outbox's revoke message.
+	return func() {
+		// In memory they are pending now; the outbox row says so with the
+		// first attempt's record (a restart before it checks that the
+		// detection is stored, see loadPending).
+		for _, m := range msgs {
+			m.state = statePending
+			s.written.add(m.id)
+			s.byNm[m.endpoint].push(m, s)
+		}
+		for _, m := range held {
+			m.state = statePending
+			if ep, ok := s.byNm[m.endpoint]; ok && !ep.disabled.Load() {
+				ep.push(m, s)
+			}
+		}
+		if len(revs) > 0 {
+			s.revQMu.Lock()
+			s.revQ = append(s.revQ, revs...)
+			s.revQMu.Unlock()
+		}
+	}, nil
+}
+
+// takeHeld removes and returns the held messages of a detection.
+func (s *Sender) takeHeld(id uuid.UUID) []*message {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	ms := s.held[id]
+	delete(s.held, id)
+	return ms
+}
+
+// putHeld holds messages back again (a PrepareBatch that failed).
+func (s *Sender) putHeld(ms []*message) {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	for _, m := range ms {
+		s.held[m.detectionID] = append(s.held[m.detectionID], m)
 	}
-	// Durable: send now, then record the revocations. Their rows come
-	// strictly after the outbox rows: a row without its revoke message
-	// would make a restarted sender believe the token revoked and suppress
-	// the revocation that was never sent. They are written by the
-	// recorder, off the latency path; if one is lost (a crash before the
-	// recorder's next batch, or an error) the warm-up still finds the
-	// revocation through the outbox's revoke message.
-	for _, m := range msgs {
-		s.written.add(m.id)
-		s.byNm[m.endpoint].push(m, s)
-	}
-	if len(revs) > 0 {
-		s.revQMu.Lock()
-		s.revQ = append(s.revQ, revs...)
-		s.revQMu.Unlock()
-	}
-	return nil
 }
 
 func (s *Sender) hasKind(kind, tenant string) bool {
@@ -455,6 +529,7 @@ func (s *Sender) loadPending(ctx context.Context, name string) error {
 		return err
 	}
 	unknown := map[string]int{}
+	held := 0
 	for _, m := range msgs {
 		ep, ok := s.byNm[m.endpoint]
 		if !ok {
@@ -468,7 +543,21 @@ func (s *Sender) loadPending(ctx context.Context, name string) error {
 		if ep.disabled.Load() {
 			continue // marked disabled by runEndpoint
 		}
+		if m.state == statePrepared {
+			if !m.stored {
+				// Written while its detection was being stored, and that
+				// insert was never acknowledged (or not yet): sent only
+				// once the detector stores the detection (PrepareBatch).
+				s.putHeld([]*message{m})
+				held++
+				continue
+			}
+			m.state = statePending
+		}
 		ep.push(m, s)
+	}
+	if held > 0 {
+		s.log.Info("webhook messages held until their detection is stored", "messages", held)
 	}
 	for n, c := range unknown {
 		// Not a metric label: the name is not a configured endpoint.

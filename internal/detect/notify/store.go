@@ -11,7 +11,12 @@ import (
 
 // Outbox states.
 const (
-	statePending   = "pending"
+	statePending = "pending"
+	// statePrepared: written by PrepareBatch while the detection was being
+	// stored, no attempt recorded yet. Pending, but a restart sends it only
+	// if the detection is in the detections table (else it is held until
+	// the detector stores it again).
+	statePrepared  = "prepared"
 	stateDelivered = "delivered"
 	stateFailed    = "failed"   // retries exhausted
 	stateDisabled  = "disabled" // endpoint answered 410 or was disabled
@@ -133,8 +138,10 @@ func (s *store) recentIDs(ctx context.Context, since time.Time, limit int) ([]st
 	return out, rows.Err()
 }
 
-// pending returns every message whose latest state is pending, oldest
-// first; endpoint "" means all endpoints.
+// pending returns every message whose latest state is pending or
+// prepared, oldest first, each with whether it may be sent now (stored:
+// not prepared, or its detection is in the detections table); endpoint ""
+// means all endpoints.
 func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -142,11 +149,14 @@ func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error
 	    argMax(detection_id, version), argMax(created_at, version), tenant_id,
 	    argMax(endpoint, version) AS ep, argMax(kind, version), argMax(token_id, version),
 	    argMax(body, version), argMax(state, version) AS cur_state, argMax(attempts, version),
-	    argMax(next_attempt_at, version), max(version)
+	    argMax(next_attempt_at, version), max(version),
+	    toBool(cur_state != 'prepared' OR argMax(detection_id, version) IN (
+	        SELECT detection_id FROM ` + s.db + `.detections
+	        WHERE detection_id IN (SELECT detection_id FROM ` + s.db + `.webhook_outbox WHERE state = 'prepared')))
 	FROM ` + s.db + `.webhook_outbox
 	WHERE (? = '' OR endpoint = ?)
 	GROUP BY tenant_id, delivery_id
-	HAVING cur_state = 'pending'
+	HAVING cur_state IN ('pending', 'prepared')
 	ORDER BY 3`
 	rows, err := s.conn.Query(ctx, q, endpoint, endpoint)
 	if err != nil {
@@ -159,7 +169,7 @@ func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error
 		var body, state string
 		var attempts uint16
 		if err := rows.Scan(&m.id, &m.detectionID, &m.createdAt, &m.tenant, &m.endpoint, &m.kind, &m.tokenID,
-			&body, &state, &attempts, &m.next, &m.version); err != nil {
+			&body, &state, &attempts, &m.next, &m.version, &m.stored); err != nil {
 			return nil, fmt.Errorf("scan pending outbox: %w", err)
 		}
 		m.body, m.state, m.attempts = []byte(body), state, int(attempts)
