@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/event"
@@ -70,5 +72,51 @@ func TestPreparedRowsWaitForTheirDetection(t *testing.T) {
 	}
 	if n := len(rcv.requests()); n != 2 {
 		t.Errorf("%d requests, want 2", n)
+	}
+}
+
+// With several detector instances, a starting sender loads only the
+// pending outbox rows its instance wrote (and rows without an owner): two
+// instances do not both send every pending message.
+func TestOutboxLoaderTakesOnlyItsInstancesRows(t *testing.T) {
+	ctx := context.Background()
+	conn, db := newDB(t)
+	sec := secret(6)
+	rcv := newReceiver(t, []string{sec}, func(string, int, http.Header) int { return http.StatusNoContent })
+	base := testConfig(t, rcv.srv.URL, sec)
+	base.Endpoints[0].Kinds = config.StringSlice{notify.KindNotify}
+	cfgFor := func(instance string) notify.Config { c := base; c.Instance = instance; return c }
+
+	// Each instance wrote a pending row and died before sending it (Act
+	// before Run only writes the outbox).
+	det := map[string]event.Detection{"a": detection(1, "tenant-a", "tok-1"), "b": detection(2, "tenant-a", "tok-2")}
+	for inst, d := range det {
+		s, err := notify.New(cfgFor(inst), conn, db, nil, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Act(ctx, d, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := func(inst string) string { return notify.DeliveryID(det[inst].ID, "siem", notify.KindNotify) }
+
+	_, regB, _ := runSender(t, cfgFor("b"), conn, db)
+	waitFor(t, 10*time.Second, "instance b's message", func() bool { return rcv.successes()[id("b")] == 1 })
+	waitFor(t, 10*time.Second, "b's queue empty", func() bool { return metric(t, regB, "agentaudit_webhook_queue_length") == 0 })
+	if got := rcv.successes(); got[id("a")] != 0 {
+		t.Fatalf("instance b sent instance a's pending message: %v", got)
+	}
+	if n := len(rcv.requests()); n != 1 {
+		t.Fatalf("%d requests after instance b started, want 1", n)
+	}
+
+	_, _, _ = runSender(t, cfgFor("a"), conn, db)
+	waitFor(t, 10*time.Second, "instance a's message", func() bool { return rcv.successes()[id("a")] == 1 })
+	waitFor(t, 10*time.Second, "both delivered in the outbox", func() bool {
+		return count(t, conn, `SELECT count() FROM (SELECT argMax(state, version) AS s FROM webhook_outbox GROUP BY delivery_id) WHERE s = 'delivered'`) == 2
+	})
+	if n := len(rcv.requests()); n != 2 {
+		t.Errorf("%d requests, want 2 (each message once)", n)
 	}
 }

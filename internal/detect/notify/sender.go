@@ -139,7 +139,7 @@ func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg promethe
 	if err != nil {
 		return nil, err
 	}
-	s := &Sender{cfg: cfg, st: &store{conn: conn, db: db, timeout: cfg.StoreTimeout}, log: log, m: m,
+	s := &Sender{cfg: cfg, st: &store{conn: conn, db: db, owner: cfg.Instance, timeout: cfg.StoreTimeout}, log: log, m: m,
 		byNm: map[string]*endpoint{}, revoked: map[string]time.Time{}, written: newIDSet(writtenIDs), finished: newIDSet(writtenIDs),
 		held: map[uuid.UUID][]*message{}}
 	if s.st.timeout <= 0 {

@@ -27,6 +27,7 @@ const (
 type store struct {
 	conn    driver.Conn
 	db      string
+	owner   string // written on every outbox row; "" loads every row
 	timeout time.Duration
 }
 
@@ -38,7 +39,7 @@ func (s *store) ctx(parent context.Context) (context.Context, context.CancelFunc
 func (s *store) writeOutbox(ctx context.Context, msgs []*message) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".webhook_outbox (delivery_id, detection_id, created_at, tenant_id, endpoint, kind, token_id, body, state, attempts, next_attempt_at, updated_at, version)")
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".webhook_outbox (delivery_id, detection_id, created_at, tenant_id, endpoint, kind, token_id, body, state, attempts, next_attempt_at, updated_at, version, owner)")
 	if err != nil {
 		return fmt.Errorf("prepare outbox insert: %w", err)
 	}
@@ -46,7 +47,7 @@ func (s *store) writeOutbox(ctx context.Context, msgs []*message) error {
 	now := time.Now().UTC()
 	for _, m := range msgs {
 		if err := b.Append(m.id, m.detectionID, m.createdAt, m.tenant, m.endpoint, m.kind, m.tokenID,
-			string(m.body), m.state, uint16(min(m.attempts, 65535)), m.next, now, m.version); err != nil {
+			string(m.body), m.state, uint16(min(m.attempts, 65535)), m.next, now, m.version, s.owner); err != nil {
 			return fmt.Errorf("append outbox row: %w", err)
 		}
 	}
@@ -141,7 +142,8 @@ func (s *store) recentIDs(ctx context.Context, since time.Time, limit int) ([]st
 // pending returns every message whose latest state is pending or
 // prepared, oldest first, each with whether it may be sent now (stored:
 // not prepared, or its detection is in the detections table); endpoint ""
-// means all endpoints.
+// means all endpoints. With an owner, only rows whose latest version this
+// owner wrote, or no owner did (written before owners), are returned.
 func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -156,9 +158,9 @@ func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error
 	FROM ` + s.db + `.webhook_outbox
 	WHERE (? = '' OR endpoint = ?)
 	GROUP BY tenant_id, delivery_id
-	HAVING cur_state IN ('pending', 'prepared')
+	HAVING cur_state IN ('pending', 'prepared') AND (? = '' OR argMax(owner, version) IN (?, ''))
 	ORDER BY 3`
-	rows, err := s.conn.Query(ctx, q, endpoint, endpoint)
+	rows, err := s.conn.Query(ctx, q, endpoint, endpoint, s.owner, s.owner)
 	if err != nil {
 		return nil, fmt.Errorf("query pending outbox: %w", err)
 	}
