@@ -351,14 +351,27 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		h.denied = !allowed
 		out = e.match(h, out)
 	}
-	// scope_escalation.delegation_exceeds_parent
+	// The parent's scopes this event declares, learned for later events
+	// that declare none: the learned copy is reused while it is the same
+	// (it nearly always is), so the hot path neither splits nor allocates.
 	attrParent := ev.Attributes["delegation.parent_scope"]
+	var declared []string
+	haveDeclared := attrParent != "" && ev.ParentIdentity != ""
+	if haveDeclared {
+		if ps, ok := e.parents.get(ev.ParentIdentity); ok && sameFields(ps, attrParent) {
+			declared = ps
+		} else {
+			declared = cloneAll(strings.Fields(attrParent))
+			e.parents.put(strings.Clone(ev.ParentIdentity), declared)
+		}
+	}
+	// scope_escalation.delegation_exceeds_parent
 	if r := e.enabled(RuleDelegationExceedsParent); r != nil && ev.ParentIdentity != "" {
 		ps, known := e.rules.Parents[ev.ParentIdentity]
-		if !known && attrParent != "" {
-			ps, known = strings.Fields(attrParent), true
+		if !known && haveDeclared {
+			ps, known = declared, true
 		}
-		if !known {
+		if !known && attrParent == "" {
 			ps, known = e.parents.get(ev.ParentIdentity)
 		}
 		if known && !subset(ev.DelegationScope, ps) {
@@ -366,11 +379,6 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			out = e.match(base(RuleDelegationExceedsParent, actorKey(ev), r.Severity,
 				fmt.Sprintf("Credential %s of agent %s carries scopes %s that its parent %s does not hold.", ev.TokenID, ev.AgentID, strings.Join(extra, " "), ev.ParentIdentity),
 				map[string]string{AttrScopes: strings.Join(extra, " ")}), out)
-		}
-	}
-	if attrParent != "" && ev.ParentIdentity != "" {
-		if ps, ok := e.parents.get(ev.ParentIdentity); !ok || !sameFields(ps, attrParent) {
-			e.parents.put(strings.Clone(ev.ParentIdentity), cloneAll(strings.Fields(attrParent)))
 		}
 	}
 
