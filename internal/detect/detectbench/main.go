@@ -5,10 +5,17 @@
 // fresh consumer group:
 //
 //  1. latency: simulator background traffic at -rate audit events per second
-//     (with its traces) and an out-of-delegation attack every -attack-every;
-//     latency is from the attack message's Kafka timestamp to the moment the
-//     action sink (an in-process fake that records the time) is called,
-//     i.e. after the detection was stored in ClickHouse.
+//     (with its traces; generated before the clock starts, so the load
+//     generator keeps its rate) and an out-of-delegation attack every
+//     -attack-every; latency is from the attack message's Kafka timestamp
+//     to the first signed webhook about it received by an in-process
+//     receiver (webhooksink, verifying signatures), through the real
+//     sender: detection stored, outbox written, HTTP request. It is also
+//     split at the rule match and at the detection stored.
+//
+// Each phase prints the CPU-seconds the detector (this process), Kafka and
+// ClickHouse used, and the load generator its own while sending: the
+// four share the machine's cores.
 //  2. throughput: -max-events audit events (with their traces) preloaded,
 //     then consumed by a fresh detector as fast as it can.
 //
