@@ -752,11 +752,11 @@ func (s *Sender) attempt(ctx context.Context, ep *endpoint, m *message) {
 // Each write is two or three ClickHouse inserts (outbox states, deliveries,
 // revocations), off the latency path; every insert makes a part that
 // ClickHouse must write and merge. In bench-detect (a detection every
-// 100 ms) a 20 ms tick wrote after nearly every detection, and ClickHouse
-// used 8.0 CPU-seconds in the 10 s latency phase; with 250 ms, 4.8-6 s. A
-// crash loses at most this much of the record: the messages whose delivery
-// it would have marked are sent again after the restart with the same
-// webhook-id (at least once; receivers deduplicate).
+// 100 ms) a 20 ms tick wrote after nearly every detection: three inserts
+// per detection besides the two on its way to the webhook. A crash loses
+// at most this much of the record: the messages whose delivery it would
+// have marked are sent again after the restart with the same webhook-id
+// (at least once; receivers deduplicate).
 const (
 	recordEvery = 250 * time.Millisecond
 	recordBatch = 1000
