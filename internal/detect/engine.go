@@ -64,6 +64,13 @@ type StateCaps struct {
 // State names (metric label values).
 var stateNames = []string{"agents", "tokens", "parents", "traces", "suppressions", "revoked"}
 
+// parentScopes are a parent identity's declared scopes, as declared (raw:
+// the attribute's text, compared first) and split.
+type parentScopes struct {
+	raw    string
+	fields []string
+}
+
 type detectionState struct {
 	d                 event.Detection
 	notified, revoked bool
@@ -82,7 +89,7 @@ type Engine struct {
 	m       *metrics
 	agents  *lru[*agentState]
 	tokens  *lru[*tokenState]
-	parents *lru[[]string]
+	parents *lru[parentScopes]
 	traces  *lru[*traceInfo]
 	supp    *lru[*suppression]
 	revoked *lru[revocation]
@@ -108,7 +115,7 @@ func newEngine(rules *Rules, caps StateCaps, m *metrics, now func() time.Time) *
 		m:       m,
 		agents:  newLRU[*agentState](caps.Agents, evict("agents")),
 		tokens:  newLRU[*tokenState](caps.Tokens, evict("tokens")),
-		parents: newLRU[[]string](caps.Parents, evict("parents")),
+		parents: newLRU[parentScopes](caps.Parents, evict("parents")),
 		traces:  newLRU[*traceInfo](caps.Traces, evict("traces")),
 		supp:    newLRU[*suppression](caps.Suppressions, evict("suppressions")),
 		revoked: newLRU[revocation](caps.Revoked, evict("revoked")),
@@ -358,11 +365,11 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	var declared []string
 	haveDeclared := attrParent != "" && ev.ParentIdentity != ""
 	if haveDeclared {
-		if ps, ok := e.parents.get(ev.ParentIdentity); ok && sameFields(ps, attrParent) {
-			declared = ps
+		if ps, ok := e.parents.get(ev.ParentIdentity); ok && (ps.raw == attrParent || sameFields(ps.fields, attrParent)) {
+			declared = ps.fields
 		} else {
 			declared = cloneAll(strings.Fields(attrParent))
-			e.parents.put(strings.Clone(ev.ParentIdentity), declared)
+			e.parents.put(strings.Clone(ev.ParentIdentity), parentScopes{raw: strings.Clone(attrParent), fields: declared})
 		}
 	}
 	// scope_escalation.delegation_exceeds_parent
@@ -372,7 +379,9 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			ps, known = declared, true
 		}
 		if !known && attrParent == "" {
-			ps, known = e.parents.get(ev.ParentIdentity)
+			var learned parentScopes
+			learned, known = e.parents.get(ev.ParentIdentity)
+			ps = learned.fields
 		}
 		if known && !subset(ev.DelegationScope, ps) {
 			extra := minus(ev.DelegationScope, ps)

@@ -31,11 +31,15 @@ import (
 // dead-letters for, say, an over-long span name still has its tokens
 // counted here.
 type spanScanner struct {
-	opts   event.SpanOptions
-	minNs  uint64
-	maxNs  uint64
-	tenant []string // per TenantAttributes key: the span's value
-	res    []string // per TenantAttributes key: the resource's value
+	opts event.SpanOptions
+	// wantLen[n]: some key the scanner reads is n bytes long (n < 64): a
+	// length check rejects nearly every other attribute without comparing
+	// bytes; longer keys are compared.
+	wantLen [64]bool
+	minNs   uint64
+	maxNs   uint64
+	tenant  []string // per TenantAttributes key: the span's value
+	res     []string // per TenantAttributes key: the resource's value
 }
 
 // errScanFallback: the scanner leaves this message to event.DecodeSpans.
@@ -65,7 +69,14 @@ func newSpanScanner(opts event.SpanOptions) *spanScanner {
 	if l.MaxFuture <= 0 {
 		l.MaxFuture = dl.MaxFuture
 	}
-	return &spanScanner{opts: opts, tenant: make([]string, len(opts.TenantAttributes)), res: make([]string, len(opts.TenantAttributes))}
+	sc := &spanScanner{opts: opts, tenant: make([]string, len(opts.TenantAttributes)), res: make([]string, len(opts.TenantAttributes))}
+	for _, k := range append([]string{event.KeyOperationName, event.KeyAgentID, event.KeyInputTokens, event.KeyPromptTokens,
+		event.KeyOutputTokens, event.KeyCompletionTokens}, opts.TenantAttributes...) {
+		if len(k) < len(sc.wantLen) {
+			sc.wantLen[len(k)] = true
+		}
+	}
+	return sc
 }
 
 // decode appends the spans of one message to dst: by the scanner when it
@@ -215,7 +226,7 @@ func (sc *spanScanner) keyValue(b []byte, s, e int, want func([]byte) bool) ([]b
 			values++
 		}
 	}
-	if !want(k) {
+	if len(k) < len(sc.wantLen) && !sc.wantLen[len(k)] || !want(k) {
 		return k, anyValue{}, false, nil
 	}
 	if values > 1 {
