@@ -28,7 +28,9 @@
 // For each message the engine returns Outcomes (new detections, newer
 // versions of open ones). The sink inserts them in batches into
 // detections — an insert is acknowledged before any action — then calls
-// Actions.Act for those that ask for one, in order. A partition's offset is
+// Actions.Act for those that ask for one, in order; a BatchActions sink
+// (the webhook sender) writes its outbox rows for the batch while the
+// detections are inserted and sends only after both are acknowledged. A partition's offset is
 // committed only up to messages whose outcomes have all been stored and
 // acted on. A crash between storing and committing re-consumes those
 // messages; the warmed open detections make their re-detection a
@@ -39,6 +41,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/event"
 )
 
@@ -47,6 +50,17 @@ import (
 // webhook outbox); an error is retried.
 type Actions interface {
 	Act(ctx context.Context, d event.Detection, revoke bool) error
+}
+
+// BatchActions is an action sink that takes every detection of one
+// detections insert at once, in two steps (notify.Sender): PrepareBatch
+// makes the actions durable (the webhook outbox) while the detections are
+// being stored, and the release it returns — called only once the
+// detections insert is acknowledged too — lets them go. The sink then gets
+// no Act calls. An error retries the whole PrepareBatch.
+type BatchActions interface {
+	Actions
+	PrepareBatch(ctx context.Context, acts []notify.Action) (release func(), err error)
 }
 
 // LogActions only logs detections: the action sink when no notifier is

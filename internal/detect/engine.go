@@ -64,6 +64,13 @@ type StateCaps struct {
 // State names (metric label values).
 var stateNames = []string{"agents", "tokens", "parents", "traces", "suppressions", "revoked"}
 
+// parentScopes are a parent identity's declared scopes, as declared (raw:
+// the attribute's text, compared first) and split.
+type parentScopes struct {
+	raw    string
+	fields []string
+}
+
 type detectionState struct {
 	d                 event.Detection
 	notified, revoked bool
@@ -82,7 +89,7 @@ type Engine struct {
 	m       *metrics
 	agents  *lru[*agentState]
 	tokens  *lru[*tokenState]
-	parents *lru[[]string]
+	parents *lru[parentScopes]
 	traces  *lru[*traceInfo]
 	supp    *lru[*suppression]
 	revoked *lru[revocation]
@@ -108,7 +115,7 @@ func newEngine(rules *Rules, caps StateCaps, m *metrics, now func() time.Time) *
 		m:       m,
 		agents:  newLRU[*agentState](caps.Agents, evict("agents")),
 		tokens:  newLRU[*tokenState](caps.Tokens, evict("tokens")),
-		parents: newLRU[[]string](caps.Parents, evict("parents")),
+		parents: newLRU[parentScopes](caps.Parents, evict("parents")),
 		traces:  newLRU[*traceInfo](caps.Traces, evict("traces")),
 		supp:    newLRU[*suppression](caps.Suppressions, evict("suppressions")),
 		revoked: newLRU[revocation](caps.Revoked, evict("revoked")),
@@ -351,26 +358,36 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		h.denied = !allowed
 		out = e.match(h, out)
 	}
-	// scope_escalation.delegation_exceeds_parent
+	// The parent's scopes this event declares, learned for later events
+	// that declare none: the learned copy is reused while it is the same
+	// (it nearly always is), so the hot path neither splits nor allocates.
 	attrParent := ev.Attributes["delegation.parent_scope"]
+	var declared []string
+	haveDeclared := attrParent != "" && ev.ParentIdentity != ""
+	if haveDeclared {
+		if ps, ok := e.parents.get(ev.ParentIdentity); ok && (ps.raw == attrParent || sameFields(ps.fields, attrParent)) {
+			declared = ps.fields
+		} else {
+			declared = cloneAll(strings.Fields(attrParent))
+			e.parents.put(strings.Clone(ev.ParentIdentity), parentScopes{raw: strings.Clone(attrParent), fields: declared})
+		}
+	}
+	// scope_escalation.delegation_exceeds_parent
 	if r := e.enabled(RuleDelegationExceedsParent); r != nil && ev.ParentIdentity != "" {
 		ps, known := e.rules.Parents[ev.ParentIdentity]
-		if !known && attrParent != "" {
-			ps, known = strings.Fields(attrParent), true
+		if !known && haveDeclared {
+			ps, known = declared, true
 		}
-		if !known {
-			ps, known = e.parents.get(ev.ParentIdentity)
+		if !known && attrParent == "" {
+			var learned parentScopes
+			learned, known = e.parents.get(ev.ParentIdentity)
+			ps = learned.fields
 		}
 		if known && !subset(ev.DelegationScope, ps) {
 			extra := minus(ev.DelegationScope, ps)
 			out = e.match(base(RuleDelegationExceedsParent, actorKey(ev), r.Severity,
 				fmt.Sprintf("Credential %s of agent %s carries scopes %s that its parent %s does not hold.", ev.TokenID, ev.AgentID, strings.Join(extra, " "), ev.ParentIdentity),
 				map[string]string{AttrScopes: strings.Join(extra, " ")}), out)
-		}
-	}
-	if attrParent != "" && ev.ParentIdentity != "" {
-		if ps, ok := e.parents.get(ev.ParentIdentity); !ok || !sameFields(ps, attrParent) {
-			e.parents.put(strings.Clone(ev.ParentIdentity), cloneAll(strings.Fields(attrParent)))
 		}
 	}
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/retry"
 )
@@ -232,17 +233,60 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 	for i := range accs {
 		rows[i] = accs[i].d
 	}
+	// With a BatchActions sink the outbox rows are written while the
+	// detections are stored, and released for sending only once both
+	// inserts are acknowledged: one ClickHouse round trip on the way to
+	// the webhook instead of two, and still no webhook before its
+	// detection is stored (notify.Sender.PrepareBatch says what a crash
+	// between the two leaves behind).
+	ba, batched := s.actions.(BatchActions)
+	var release func()
+	prepared := make(chan bool, 1)
+	var acts []notify.Action
+	if batched {
+		for i := range accs {
+			if a := &accs[i]; a.notify || a.revoke {
+				acts = append(acts, notify.Action{Detection: a.d, Revoke: a.revoke, MessageTime: a.at})
+			}
+		}
+	}
+	if len(acts) > 0 {
+		go func() {
+			for attempt := 0; ; attempt++ {
+				rel, err := ba.PrepareBatch(ctx, acts)
+				if err == nil {
+					release = rel
+					prepared <- true
+					return
+				}
+				if ctx.Err() != nil {
+					prepared <- false
+					return
+				}
+				s.m.actErrors.Inc()
+				s.log.Warn("action sink failed; retrying", "err", err, "actions", len(acts))
+				retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
+			}
+		}()
+	} else {
+		prepared <- true
+	}
+	stored := true
 	for attempt := 0; ; attempt++ {
 		err := insertDetections(ctx, s.conn, rows)
 		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
-			return false
+			stored = false
+			break
 		}
 		s.m.insertErrs.Inc()
 		s.log.Warn("insert detections failed; retrying", "err", err, "batch_rows", len(rows))
 		retry.Sleep(ctx, s.cfg.Retry.Backoff(attempt))
+	}
+	if ok := <-prepared; !ok || !stored {
+		return false
 	}
 	now := time.Now()
 	for i := range accs {
@@ -252,6 +296,12 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 				s.m.latency.Observe(now.Sub(a.at).Seconds())
 			}
 		}
+	}
+	if batched {
+		if release != nil {
+			release()
+		}
+		return true
 	}
 	for i := range accs {
 		a := &accs[i]
@@ -317,6 +367,7 @@ func (w *worker) run(gctx context.Context) {
 		return
 	}
 	enc := event.Encoding(s.cfg.SpansEncoding)
+	scan := newSpanScanner(s.cfg.Spans)
 	var (
 		outs     []Outcome
 		scratch  []event.Span
@@ -361,10 +412,21 @@ func (w *worker) run(gctx context.Context) {
 			log.Warn("offset commit failed", "err", err, "offset", to)
 		}
 	}
-	for {
-		fctx, cancel := context.WithTimeout(gctx, s.cfg.CommitInterval)
-		msg, err := r.FetchMessage(fctx)
+	// One fetch context per commit interval, not per message: its deadline
+	// is the next commit, so a quiet partition still commits on time, and
+	// a busy one does not pay a context and a timer for every message.
+	var (
+		fctx   context.Context
+		cancel = func() {}
+	)
+	renew := func() {
 		cancel()
+		fctx, cancel = context.WithDeadline(gctx, lastTick.Add(s.cfg.CommitInterval))
+	}
+	renew()
+	defer func() { cancel() }()
+	for {
+		msg, err := r.FetchMessage(fctx)
 		if err != nil {
 			switch {
 			case gctx.Err() != nil:
@@ -379,6 +441,7 @@ func (w *worker) run(gctx context.Context) {
 			}
 			commit(false)
 			lastTick = time.Now()
+			renew()
 			continue
 		}
 		lagLabel.Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
@@ -387,7 +450,7 @@ func (w *worker) run(gctx context.Context) {
 			skipLbl.Inc()
 		} else if isSpans {
 			var derr error
-			scratch, _, derr = event.DecodeSpans(msg.Value, enc, s.cfg.Spans, scratch[:0])
+			scratch, derr = scan.decode(msg.Value, enc, scratch[:0])
 			if derr != nil {
 				badLbl.Inc()
 			} else {
@@ -414,6 +477,7 @@ func (w *worker) run(gctx context.Context) {
 		if time.Since(lastTick) >= s.cfg.CommitInterval {
 			commit(false)
 			lastTick = time.Now()
+			renew()
 		}
 	}
 }

@@ -162,7 +162,7 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm parents: %w", err)
 		}
-		e.parents.put(parent, splitFields(scopes))
+		e.parents.put(parent, parentScopes{raw: scopes, fields: splitFields(scopes)})
 		st.Parents++
 	}
 	rows.Close()

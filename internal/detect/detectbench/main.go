@@ -5,10 +5,17 @@
 // fresh consumer group:
 //
 //  1. latency: simulator background traffic at -rate audit events per second
-//     (with its traces) and an out-of-delegation attack every -attack-every;
-//     latency is from the attack message's Kafka timestamp to the moment the
-//     action sink (an in-process fake that records the time) is called,
-//     i.e. after the detection was stored in ClickHouse.
+//     (with its traces; generated before the clock starts, so the load
+//     generator keeps its rate) and an out-of-delegation attack every
+//     -attack-every; latency is from the attack message's Kafka timestamp
+//     to the first signed webhook about it received by an in-process
+//     receiver (webhooksink, verifying signatures), through the real
+//     sender: detection stored, outbox written, HTTP request. It is also
+//     split at the rule match and at the detection stored.
+//
+// Each phase prints the CPU-seconds the detector (this process), Kafka and
+// ClickHouse used, and the load generator its own while sending: the
+// four share the machine's cores.
 //  2. throughput: -max-events audit events (with their traces) preloaded,
 //     then consumed by a fresh detector as fast as it can.
 //
@@ -25,6 +32,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,9 +52,11 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chdb"
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/detect"
+	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/migrate"
 	"github.com/agentaudit/agentaudit/internal/sim"
+	"github.com/agentaudit/agentaudit/internal/webhooksink"
 	"github.com/agentaudit/agentaudit/schema"
 )
 
@@ -63,7 +74,16 @@ func main() {
 	brokerBin := flag.String("kafkabroker", "bin/kafkabroker", "kafkabroker binary (serves kfake)")
 	work := flag.String("dir", ".cache/bench-detect", "working directory")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process (the detector) here")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the benchmark process (the detector) here at the end")
 	flag.Parse()
+	if *memProfile != "" && !*produce {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				_ = pprof.Lookup("allocs").WriteTo(f, 0)
+				f.Close()
+			}
+		}()
+	}
 	if *cpuProfile != "" && !*produce {
 		f, err := os.Create(*cpuProfile)
 		if err == nil {
@@ -125,7 +145,8 @@ func runBench(runs int, rate float64, duration, attackEvery time.Duration, maxEv
 
 	var p50s, p99s, eps, rss []float64
 	for r := 1; r <= runs; r++ {
-		res, err := oneRun(ctx, r, ch.Addr(), addr, rate, duration, attackEvery, maxEvents, work)
+		pids := []int{os.Getpid(), broker.Process.Pid, ch.PID()}
+		res, err := oneRun(ctx, r, ch.Addr(), addr, pids, rate, duration, attackEvery, maxEvents, work)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", r, err)
 		}
@@ -145,25 +166,74 @@ type result struct {
 	p50, p99, eps, rss float64
 }
 
-// timingActions records, per detection, the time from the triggering
-// message's Kafka timestamp to the call.
+// timingActions hands detections to the real webhook sender (durable
+// outbox in ClickHouse, signed HTTP request) and records, for each attack
+// detection, the Kafka timestamp of the triggering message; the receiver
+// (an in-process webhooksink that verifies signatures) records when the
+// first webhook about it arrived. Latency is Kafka timestamp → webhook
+// request received, split at the rule match (d.Time) and at the hand-over
+// to the sender (detection stored in ClickHouse).
 type timingActions struct {
-	mu      sync.Mutex
-	lat     []float64 // ms, Kafka timestamp → Act
-	consume []float64 // ms, Kafka timestamp → rule matched (detection ts)
-	all     int
+	next *notify.Sender
+
+	mu       sync.Mutex
+	kafkaT   map[uuid.UUID]time.Time
+	got      map[uuid.UUID]bool
+	lat      []float64 // ms, Kafka timestamp → webhook received
+	stored   []float64 // ms, Kafka timestamp → detection stored (Act called)
+	consume  []float64 // ms, Kafka timestamp → rule matched (detection ts)
+	received int       // verified webhook requests, all kinds and rules
+}
+
+func newTimingActions(next *notify.Sender) *timingActions {
+	return &timingActions{next: next, kafkaT: map[uuid.UUID]time.Time{}, got: map[uuid.UUID]bool{}}
 }
 
 func (a *timingActions) Act(ctx context.Context, d event.Detection, revoke bool) error {
-	t, ok := detect.MessageTime(ctx)
+	return errors.New("detectbench: the detector hands batches to PrepareBatch")
+}
+
+// PrepareBatch is called while the detections are being stored; release
+// is called once they are: that is when "stored" is timed.
+func (a *timingActions) PrepareBatch(ctx context.Context, acts []notify.Action) (func(), error) {
+	release, err := a.next.PrepareBatch(ctx, acts)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		now := time.Now()
+		a.mu.Lock()
+		for _, x := range acts {
+			d, t := &x.Detection, x.MessageTime
+			if t.IsZero() || d.RuleID != detect.RuleOutOfDelegation {
+				continue
+			}
+			if _, seen := a.kafkaT[d.ID]; !seen {
+				a.kafkaT[d.ID] = t
+				a.stored = append(a.stored, float64(now.Sub(t).Microseconds())/1000)
+				a.consume = append(a.consume, float64(d.Time.Sub(t).Microseconds())/1000)
+			}
+		}
+		a.mu.Unlock()
+		release()
+	}, nil
+}
+
+// onWebhook is the receiver's callback for each verified message.
+func (a *timingActions) onWebhook(m webhooksink.Message) {
+	now := time.Now()
+	var p notify.Payload
+	if err := json.Unmarshal(m.Body, &p); err != nil {
+		return
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.all++
-	if ok && d.RuleID == detect.RuleOutOfDelegation {
-		a.lat = append(a.lat, float64(time.Since(t).Microseconds())/1000)
-		a.consume = append(a.consume, float64(d.Time.Sub(t).Microseconds())/1000)
+	a.received++
+	id := p.Data.DetectionID
+	if t, ok := a.kafkaT[id]; ok && !a.got[id] {
+		a.got[id] = true
+		a.lat = append(a.lat, float64(now.Sub(t).Microseconds())/1000)
 	}
-	return nil
 }
 
 func (a *timingActions) count() int {
@@ -172,7 +242,50 @@ func (a *timingActions) count() int {
 	return len(a.lat)
 }
 
-func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, rate float64, duration, attackEvery time.Duration, maxEvents int, work string) (result, error) {
+// cpuSeconds is the user+system CPU time of process pid so far (0 if
+// unreadable); USER_HZ is 100 on Linux.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	k, _ := strconv.ParseFloat(f[12], 64)
+	return (u + k) / 100
+}
+
+// cpuMeter reports the CPU seconds each process used between two calls.
+type cpuMeter struct {
+	names []string
+	pids  []int
+	last  []float64
+	wall  time.Time
+}
+
+func newCPUMeter(names []string, pids []int) *cpuMeter {
+	m := &cpuMeter{names: names, pids: pids, last: make([]float64, len(pids))}
+	m.lap()
+	return m
+}
+
+func (m *cpuMeter) lap() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "wall=%.1fs", time.Since(m.wall).Seconds())
+	for i, pid := range m.pids {
+		c := cpuSeconds(pid)
+		fmt.Fprintf(&b, " %s=%.1fs", m.names[i], c-m.last[i])
+		m.last[i] = c
+	}
+	m.wall = time.Now()
+	return b.String()
+}
+
+func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, rate float64, duration, attackEvery time.Duration, maxEvents int, work string) (result, error) {
 	var res result
 	db := fmt.Sprintf("bench_%d", r)
 	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chAddr}})
@@ -212,32 +325,35 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, rate float64,
 	if err := sim.CreateTopics(ctx, []string{brokerAddr}, 4, evT, spT); err != nil {
 		return res, err
 	}
-	acts := &timingActions{}
-	stop, _, err := startDetector(conn, brokerAddr, evT, spT, fmt.Sprintf("lat_%d", r), rules, acts)
+	det, err := startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("lat_%d", r), rules, prometheus.NewRegistry())
 	if err != nil {
 		return res, err
 	}
+	acts := det.acts
 	time.Sleep(2 * time.Second) // let the consumer group form before the clock starts: no condition to wait on from here
+	cpu := newCPUMeter([]string{"cpu_detector", "cpu_kafka", "cpu_clickhouse"}, pids)
 	attacks, _, err := runChild(brokerAddr, evT, spT, rate, duration, attackEvery, 0)
 	if err != nil {
-		stop()
+		det.stop()
 		return res, err
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for acts.count() < attacks && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	stop()
+	fmt.Printf("run %d: latency phase %s\n", r, cpu.lap())
+	det.stop()
 	res.attacks, res.detected = attacks, acts.count()
 	lat := slices.Clone(acts.lat)
 	slices.Sort(lat)
 	res.p50, res.p99 = quantile(lat, 0.50), quantile(lat, 0.99)
-	cons := slices.Clone(acts.consume)
+	cons, stored := slices.Clone(acts.consume), slices.Clone(acts.stored)
 	slices.Sort(cons)
-	fmt.Printf("run %d: of which Kafka timestamp → rule matched (produce, fetch, decode, engine): p50=%.1f ms p99=%.1f ms; the rest is the ClickHouse insert\n",
-		r, quantile(cons, 0.5), quantile(cons, 0.99))
+	slices.Sort(stored)
+	fmt.Printf("run %d: Kafka timestamp → rule matched p50=%.1f p99=%.1f ms; → detection stored p50=%.1f p99=%.1f ms; → webhook received p50=%.1f p99=%.1f ms (webhooks received: %d)\n",
+		r, quantile(cons, 0.5), quantile(cons, 0.99), quantile(stored, 0.5), quantile(stored, 0.99), res.p50, res.p99, acts.received)
 	if res.detected != attacks {
-		fmt.Printf("run %d: WARNING %d of %d attacks acted on\n", r, res.detected, attacks)
+		fmt.Printf("run %d: WARNING %d of %d attacks reached the webhook receiver\n", r, res.detected, attacks)
 	}
 
 	// 2. Throughput on a preloaded backlog.
@@ -250,10 +366,11 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, rate float64,
 		return res, err
 	}
 	reg := prometheus.NewRegistry()
-	stop, reg, err = startDetectorReg(conn, brokerAddr, evT, spT, fmt.Sprintf("max_%d", r), rules, &timingActions{}, reg)
+	det, err = startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("max_%d", r), rules, reg)
 	if err != nil {
 		return res, err
 	}
+	cpu.lap()
 	var first, last time.Time
 	deadline = time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -267,7 +384,8 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, rate float64,
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	stop()
+	fmt.Printf("run %d: throughput phase %s\n", r, cpu.lap())
+	det.stop()
 	if last.IsZero() {
 		return res, errors.New("throughput phase did not finish in 5 minutes")
 	}
@@ -276,32 +394,72 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, rate float64,
 	return res, nil
 }
 
-func startDetector(conn clickhouse.Conn, broker, evT, spT, group, rules string, acts detect.Actions) (func(), *prometheus.Registry, error) {
-	return startDetectorReg(conn, broker, evT, spT, group, rules, acts, prometheus.NewRegistry())
+// benchSecret signs the bench's webhooks; the receiver verifies them.
+const benchSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+type detector struct {
+	acts *timingActions
+	stop func()
 }
 
-func startDetectorReg(conn clickhouse.Conn, broker, evT, spT, group, rules string, acts detect.Actions, reg *prometheus.Registry) (func(), *prometheus.Registry, error) {
-	var cfg detect.Config
+// startDetector runs the detector as cmd/detector wires it (detect.Service
+// with a notify.Sender as its action sink), sending every webhook to an
+// in-process receiver on a loopback port.
+func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules string, reg *prometheus.Registry) (*detector, error) {
+	var cfg detect.ServiceConfig
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
-	cfg.RegisterFlagsWithPrefix("", fs)
-	cfg.Brokers = config.StringSlice{broker}
-	cfg.EventsTopic, cfg.SpansTopic, cfg.GroupID = evT, spT, group
-	cfg.RulesFile = rules
-	cfg.SessionTimeout, cfg.HeartbeatInterval = 6*time.Second, 500*time.Millisecond
+	cfg.RegisterFlags(fs)
+	dc := &cfg.Detect
+	dc.Brokers = config.StringSlice{broker}
+	dc.EventsTopic, dc.SpansTopic, dc.GroupID = evT, spT, group
+	dc.RulesFile = rules
+	dc.SessionTimeout, dc.HeartbeatInterval = 6*time.Second, 500*time.Millisecond
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	svc, err := detect.New(cfg, conn, acts, log, reg)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	acts := newTimingActions(nil)
+	sink, err := webhooksink.New(webhooksink.Options{Secrets: []string{benchSecret}, RememberIDs: 100_000, OnMessage: acts.onWebhook})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: sink, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	nc := &cfg.Notify
+	nc.Default.URL = "http://" + ln.Addr().String() + "/webhook"
+	nc.Default.SecretsEnv = ""
+	nc.Default.Secrets = []config.Secret{benchSecret}
+	snd, err := notify.New(*nc, conn, db, log, reg)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	acts.next = snd
+	svc, err := detect.New(*dc, conn, acts, log, reg)
+	if err != nil {
+		srv.Close()
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	sndCtx, stopSnd := context.WithCancel(context.Background())
+	sndDone := make(chan error, 1)
+	go func() { sndDone <- snd.Run(sndCtx) }()
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	return func() {
+	return &detector{acts: acts, stop: func() {
 		cancel()
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "detector:", err)
 		}
-	}, reg, nil
+		stopSnd()
+		if err := <-sndDone; err != nil {
+			fmt.Fprintln(os.Stderr, "webhook sender:", err)
+		}
+		srv.Close()
+	}}, nil
 }
 
 // processed reads agentaudit_detector_events_total{topic,outcome=processed}.
@@ -345,30 +503,55 @@ func runChild(broker, evT, spT string, rate float64, duration, attackEvery time.
 	if err != nil {
 		return 0, 0, fmt.Errorf("load generator: %w", err)
 	}
-	var rep struct{ Attacks, Events int }
+	var rep struct {
+		Attacks, Events int
+		Seconds         float64
+		CPUSeconds      float64 `json:"cpu_seconds"`
+	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return 0, 0, fmt.Errorf("load generator report %q: %w", b, err)
 	}
-	fmt.Printf("load generator: %d events, %d attacks\n", rep.Events, rep.Attacks)
+	fmt.Printf("load generator: %d events, %d attacks in %.1f s (%.0f events/s, %.1f CPU-seconds sending)\n",
+		rep.Events, rep.Attacks, rep.Seconds, float64(rep.Events)/rep.Seconds, rep.CPUSeconds)
 	return rep.Attacks, rep.Events, nil
 }
 
 // runProducer is the child: simulator traffic paced at rate audit events
 // per second for duration (rate 0: maxEvents as fast as possible), plus an
 // attack every attackEvery. Every message carries its produce time as its
-// Kafka timestamp.
+// Kafka timestamp. With a rate, the simulator's messages are generated
+// before the clock starts, so the load generator spends its CPU on sending
+// only and keeps its rate (the detector shares the two cores with it, with
+// Kafka and with ClickHouse).
 func runProducer(broker, evT, spT string, rate float64, duration, attackEvery time.Duration, maxEvents int) error {
 	ctx := context.Background()
-	start := time.Now()
-	s, err := sim.New(simConfig(start.UTC().Add(-time.Minute), rate))
+	s, err := sim.New(simConfig(time.Now().UTC().Add(-time.Minute), rate))
 	if err != nil {
 		return err
+	}
+	var pre []kafka.Message
+	if rate > 0 {
+		want := int(rate * duration.Seconds())
+		for n := 0; n < want; {
+			m, ok := s.Next()
+			if !ok {
+				break
+			}
+			topic := spT
+			if !m.IsTrace() {
+				topic = evT
+				n++
+			}
+			pre = append(pre, kafka.Message{Topic: topic, Key: m.Key, Value: m.Value})
+		}
 	}
 	w := &kafka.Writer{Addr: kafka.TCP(broker), Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond, BatchSize: 2000,
 		RequiredAcks: kafka.RequireOne, Async: true}
 	var (
 		events, attacks int
 		batch           []kafka.Message
+		start           = time.Now()
+		cpuStart        = cpuSeconds(os.Getpid())
 		nextAttack      = start.Add(attackEvery)
 	)
 	flush := func() error {
@@ -400,16 +583,26 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery ti
 			time.Sleep(time.Millisecond)
 			continue
 		}
-		m, ok := s.Next()
-		if !ok {
-			break
+		var m kafka.Message
+		if rate > 0 {
+			if len(pre) == 0 {
+				break
+			}
+			m, pre = pre[0], pre[1:]
+		} else {
+			sm, ok := s.Next()
+			if !ok {
+				break
+			}
+			m = kafka.Message{Topic: spT, Key: sm.Key, Value: sm.Value}
+			if !sm.IsTrace() {
+				m.Topic = evT
+			}
 		}
-		topic := spT
-		if !m.IsTrace() {
-			topic = evT
+		if m.Topic == evT {
 			events++
 		}
-		batch = append(batch, kafka.Message{Topic: topic, Key: m.Key, Value: m.Value})
+		batch = append(batch, m)
 		if len(batch) >= 500 {
 			if err := flush(); err != nil {
 				return err
@@ -422,7 +615,9 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery ti
 	if err := w.Close(); err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(map[string]int{"attacks": attacks, "events": events})
+	elapsed := time.Since(start)
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"attacks": attacks, "events": events, "seconds": elapsed.Seconds(),
+		"cpu_seconds": cpuSeconds(os.Getpid()) - cpuStart})
 }
 
 // attackMessage: an allowed call needing admin:org by a credential that

@@ -67,6 +67,12 @@ type Config struct {
 	StoreTimeout time.Duration `yaml:"store_timeout"`
 	// Issuer is the "iss" of CAEP SETs and the OCSF product name.
 	Issuer string `yaml:"issuer"`
+	// Instance names this detector instance in the outbox rows it writes;
+	// at start it loads only the pending rows it owns (and rows without an
+	// owner). Empty (one instance): every pending row. With several
+	// instances give each a stable name (a StatefulSet pod name): rows of
+	// an instance are sent when an instance of that name runs again.
+	Instance string `yaml:"instance"`
 }
 
 // Endpoint is one webhook receiver.
@@ -112,6 +118,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.IntVar(&c.QueueSize, p+"queue-size", 10_000, "pending messages held in memory per endpoint (the rest wait in the outbox)")
 	fs.DurationVar(&c.StoreTimeout, p+"store-timeout", 10*time.Second, "timeout of each ClickHouse write or read")
 	fs.StringVar(&c.Issuer, p+"issuer", "agentaudit", "iss of CAEP SETs, product name in OCSF findings")
+	fs.StringVar(&c.Instance, p+"instance", "", "name of this detector instance in the webhook outbox; with several instances each loads only its own pending rows (empty: all rows, one instance)")
 	d := &c.Default
 	d.Name = "default"
 	fs.StringVar(&d.URL, p+"url", "", "URL of the default endpoint (empty: none; more endpoints in YAML notify.endpoints)")

@@ -11,7 +11,12 @@ import (
 
 // Outbox states.
 const (
-	statePending   = "pending"
+	statePending = "pending"
+	// statePrepared: written by PrepareBatch while the detection was being
+	// stored, no attempt recorded yet. Pending, but a restart sends it only
+	// if the detection is in the detections table (else it is held until
+	// the detector stores it again).
+	statePrepared  = "prepared"
 	stateDelivered = "delivered"
 	stateFailed    = "failed"   // retries exhausted
 	stateDisabled  = "disabled" // endpoint answered 410 or was disabled
@@ -22,6 +27,7 @@ const (
 type store struct {
 	conn    driver.Conn
 	db      string
+	owner   string // written on every outbox row; "" loads every row
 	timeout time.Duration
 }
 
@@ -33,7 +39,7 @@ func (s *store) ctx(parent context.Context) (context.Context, context.CancelFunc
 func (s *store) writeOutbox(ctx context.Context, msgs []*message) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".webhook_outbox (delivery_id, detection_id, created_at, tenant_id, endpoint, kind, token_id, body, state, attempts, next_attempt_at, updated_at, version)")
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".webhook_outbox (delivery_id, detection_id, created_at, tenant_id, endpoint, kind, token_id, body, state, attempts, next_attempt_at, updated_at, version, owner)")
 	if err != nil {
 		return fmt.Errorf("prepare outbox insert: %w", err)
 	}
@@ -41,7 +47,7 @@ func (s *store) writeOutbox(ctx context.Context, msgs []*message) error {
 	now := time.Now().UTC()
 	for _, m := range msgs {
 		if err := b.Append(m.id, m.detectionID, m.createdAt, m.tenant, m.endpoint, m.kind, m.tokenID,
-			string(m.body), m.state, uint16(min(m.attempts, 65535)), m.next, now, m.version); err != nil {
+			string(m.body), m.state, uint16(min(m.attempts, 65535)), m.next, now, m.version, s.owner); err != nil {
 			return fmt.Errorf("append outbox row: %w", err)
 		}
 	}
@@ -92,7 +98,7 @@ type revocation struct {
 	deliveryID, ruleID, reason          string
 }
 
-func (s *store) writeRevocation(ctx context.Context, r revocation) error {
+func (s *store) writeRevocations(ctx context.Context, rs []revocation) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+s.db+".revocations (tenant_id, token_id, token_type, agent_id, ts, detection_id, delivery_id, rule_id, reason)")
@@ -100,8 +106,10 @@ func (s *store) writeRevocation(ctx context.Context, r revocation) error {
 		return fmt.Errorf("prepare revocations insert: %w", err)
 	}
 	defer b.Abort()
-	if err := b.Append(r.tenant, r.tokenID, r.tokenType, r.agentID, r.at, r.detectionID, r.deliveryID, r.ruleID, r.reason); err != nil {
-		return fmt.Errorf("append revocation row: %w", err)
+	for _, r := range rs {
+		if err := b.Append(r.tenant, r.tokenID, r.tokenType, r.agentID, r.at, r.detectionID, r.deliveryID, r.ruleID, r.reason); err != nil {
+			return fmt.Errorf("append revocation row: %w", err)
+		}
 	}
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("insert into revocations: %w", err)
@@ -131,8 +139,11 @@ func (s *store) recentIDs(ctx context.Context, since time.Time, limit int) ([]st
 	return out, rows.Err()
 }
 
-// pending returns every message whose latest state is pending, oldest
-// first; endpoint "" means all endpoints.
+// pending returns every message whose latest state is pending or
+// prepared, oldest first, each with whether it may be sent now (stored:
+// not prepared, or its detection is in the detections table); endpoint ""
+// means all endpoints. With an owner, only rows whose latest version this
+// owner wrote, or no owner did (written before owners), are returned.
 func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -140,13 +151,16 @@ func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error
 	    argMax(detection_id, version), argMax(created_at, version), tenant_id,
 	    argMax(endpoint, version) AS ep, argMax(kind, version), argMax(token_id, version),
 	    argMax(body, version), argMax(state, version) AS cur_state, argMax(attempts, version),
-	    argMax(next_attempt_at, version), max(version)
+	    argMax(next_attempt_at, version), max(version),
+	    toBool(cur_state != 'prepared' OR argMax(detection_id, version) IN (
+	        SELECT detection_id FROM ` + s.db + `.detections
+	        WHERE detection_id IN (SELECT detection_id FROM ` + s.db + `.webhook_outbox WHERE state = 'prepared')))
 	FROM ` + s.db + `.webhook_outbox
 	WHERE (? = '' OR endpoint = ?)
 	GROUP BY tenant_id, delivery_id
-	HAVING cur_state = 'pending'
+	HAVING cur_state IN ('pending', 'prepared') AND (? = '' OR argMax(owner, version) IN (?, ''))
 	ORDER BY 3`
-	rows, err := s.conn.Query(ctx, q, endpoint, endpoint)
+	rows, err := s.conn.Query(ctx, q, endpoint, endpoint, s.owner, s.owner)
 	if err != nil {
 		return nil, fmt.Errorf("query pending outbox: %w", err)
 	}
@@ -157,7 +171,7 @@ func (s *store) pending(ctx context.Context, endpoint string) ([]*message, error
 		var body, state string
 		var attempts uint16
 		if err := rows.Scan(&m.id, &m.detectionID, &m.createdAt, &m.tenant, &m.endpoint, &m.kind, &m.tokenID,
-			&body, &state, &attempts, &m.next, &m.version); err != nil {
+			&body, &state, &attempts, &m.next, &m.version, &m.stored); err != nil {
 			return nil, fmt.Errorf("scan pending outbox: %w", err)
 		}
 		m.body, m.state, m.attempts = []byte(body), state, int(attempts)

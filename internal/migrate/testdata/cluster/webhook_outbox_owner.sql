@@ -1,0 +1,7 @@
+-- webhook_outbox.owner: the detector instance (notify.instance) that wrote
+-- the row. With several detector instances each loads, at start, only the
+-- pending rows it owns (and rows written before this column, owner ''), so
+-- two instances do not both send every pending message. A single instance
+-- (notify.instance empty, the default) loads every pending row as before.
+ALTER TABLE `agentaudit`.webhook_outbox ON CLUSTER `audit_cluster`
+    ADD COLUMN IF NOT EXISTS owner LowCardinality(String) DEFAULT '';
