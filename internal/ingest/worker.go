@@ -189,7 +189,7 @@ type streamBatch struct {
 	rows, bytes  int // rows appended (to insert), message bytes read
 	blockBytes   int
 	dead         []kafka.Message
-	stored, skip int // messages stored or dead-lettered; rows skipped as stored already
+	stored, skip int // messages decoded (not dead-lettered); rows skipped as stored already
 	unknown      int // rows stored under the unknown tenant
 	open         bool
 }
