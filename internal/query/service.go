@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -279,66 +280,104 @@ func (s *Service) delegationChain(ctx context.Context, chain stmt) ([]Delegation
 }
 
 // Trace returns the spans (as a tree) and audit events of one trace id, or
-// errNotFound when none is in scope. A range, when given, narrows the read.
+// errNotFound when none is in scope. A range, when given, narrows the read;
+// without one the range comes from trace_index (migration 0010), so the
+// statement reads the partitions that hold the trace instead of all of them.
+// A trace the index does not know (written before it existed and not
+// backfilled) is looked up again over every partition before it is called
+// not found.
 func (s *Service) Trace(ctx context.Context, sc Scope, traceID string, from, to time.Time) (*Trace, error) {
-	var sp, ev stmt
-	if err := sp.tenant(sc, "tenant_id"); err != nil {
-		return nil, err
-	}
-	sp.add("trace_id = ?", traceID)
-	sp.timeRange("start_time", from, to)
-	if err := ev.tenant(sc, "tenant_id"); err != nil {
-		return nil, err
-	}
-	ev.add("trace_id = ?", traceID)
-	ev.timeRange("ts", from, to)
 	ctx, cancel := s.ctx(ctx, s.queryTimeout, nil)
 	defer cancel()
-	tr := &Trace{TraceID: traceID, Roots: []*Span{}, Events: []Event{}}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { // the trace's audit events, concurrently with its spans
-		rows, err := s.conn.Query(gctx, "SELECT "+eventCols+" FROM "+s.table("audit_events")+ev.where()+" ORDER BY ts, event_id LIMIT 10000", ev.args...)
-		if err != nil {
-			return fmt.Errorf("trace events: %w", err)
+	indexed := from.IsZero() && to.IsZero()
+	tr, err := s.trace(ctx, sc, traceID, from, to, indexed)
+	if errors.Is(err, errNotFound) && indexed {
+		tr, err = s.trace(ctx, sc, traceID, from, to, false)
+	}
+	return tr, err
+}
+
+// traceSQL is the one statement of a trace: its spans and its audit events
+// as one UNION ALL (one statement costs ClickHouse less than two: planning a
+// statement is most of the cost of a small read), in a row shape that holds
+// both. The time range is either bound (from, to; zero: open) or, with
+// indexed, computed inside the statement from trace_index: the scalar
+// subquery runs before the partitions are pruned, so only the trace's
+// partitions are opened.
+func (s *Service) traceSQL(sc Scope, traceID string, from, to time.Time, indexed bool) (string, []any, error) {
+	var sp, ev, ix stmt
+	for _, q := range []*stmt{&sp, &ev, &ix} {
+		if err := q.tenant(sc, "tenant_id"); err != nil {
+			return "", nil, err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var e Event
-			if err := scanEvent(rows, &e); err != nil {
-				return fmt.Errorf("scan event: %w", err)
-			}
-			tr.Events = append(tr.Events, e)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("trace events: %w", err)
-		}
-		return nil
-	})
-	var spans []*Span
-	g.Go(func() error {
-		rows, err := s.conn.Query(gctx, `SELECT span_id, parent_span_id, toString(tenant_id), toString(name), toString(kind), start_time, end_time,
-		duration_ns, toString(status_code), toString(service_name), toString(operation_name), agent_id, toString(tool_name),
-		toString(request_model), input_tokens, output_tokens, span_attributes
-		FROM `+s.table("spans")+sp.where()+` ORDER BY start_time, span_id LIMIT ?`, append(sp.args, s.maxTraceSpans+1)...)
-		if err != nil {
-			return fmt.Errorf("trace spans: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			x := &Span{}
-			if err := rows.Scan(&x.SpanID, &x.ParentSpanID, &x.TenantID, &x.Name, &x.Kind, &x.StartTime, &x.EndTime, &x.DurationNS,
-				&x.StatusCode, &x.ServiceName, &x.Operation, &x.AgentID, &x.ToolName, &x.Model, &x.InputTokens, &x.OutputTokens, &x.Attributes); err != nil {
-				return fmt.Errorf("scan span: %w", err)
-			}
-			spans = append(spans, x)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("trace spans: %w", err)
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
+		q.add("trace_id = ?", traceID)
+	}
+	var with string
+	var args []any
+	if indexed {
+		with = "WITH (SELECT (min(hour), max(hour) + 3600) FROM " + s.table("trace_index") + ix.where() + ") AS trace_range "
+		args = append(args, ix.args...)
+		sp.add("start_time >= trace_range.1 AND start_time < trace_range.2")
+		ev.add("ts >= trace_range.1 AND ts < trace_range.2")
+	} else {
+		sp.timeRange("start_time", from, to)
+		ev.timeRange("ts", from, to)
+	}
+	sql := with + `SELECT kind, id, parent_span_id, tenant, name, span_kind, t, end_t, duration_ns, status, service, operation,
+		agent, tool, model, input_tokens, output_tokens, attrs, parent_identity, token_id, token_type, delegation_scope,
+		required_scopes, tool_params_hash, resource, resource_tenant_id, decision, trace_id, event_span_id
+	FROM (
+		(SELECT 'span' AS kind, span_id AS id, parent_span_id, toString(tenant_id) AS tenant, toString(name) AS name,
+			toString(kind) AS span_kind, start_time AS t, end_time AS end_t, duration_ns, toString(status_code) AS status,
+			toString(service_name) AS service, toString(operation_name) AS operation, agent_id AS agent,
+			toString(tool_name) AS tool, toString(request_model) AS model, input_tokens, output_tokens,
+			span_attributes AS attrs, '' AS parent_identity, '' AS token_id, '' AS token_type,
+			CAST([], 'Array(LowCardinality(String))') AS delegation_scope, CAST([], 'Array(LowCardinality(String))') AS required_scopes,
+			'' AS tool_params_hash, '' AS resource, '' AS resource_tenant_id, '' AS decision, trace_id, '' AS event_span_id
+		FROM ` + s.table("spans") + sp.where() + ` ORDER BY t, id LIMIT ?)
+		UNION ALL
+		(SELECT 'event', toString(event_id) AS id, '', toString(tenant_id), '', '', ts AS t, ts, toUInt64(0), '', '', '',
+			agent_id, toString(tool_name), '', toUInt64(0), toUInt64(0), attributes, parent_identity, token_id,
+			toString(token_type), delegation_scope, required_scopes, tool_params_hash, resource, toString(resource_tenant_id),
+			toString(policy_decision), trace_id, span_id
+		FROM ` + s.table("audit_events") + ev.where() + ` ORDER BY t, id LIMIT 10000)
+	)
+	ORDER BY kind DESC, t, id`
+	args = append(append(append(args, sp.args...), s.maxTraceSpans+1), ev.args...)
+	return sql, args, nil
+}
+
+func (s *Service) trace(ctx context.Context, sc Scope, traceID string, from, to time.Time, indexed bool) (*Trace, error) {
+	sql, args, err := s.traceSQL(sc, traceID, from, to, indexed)
+	if err != nil {
 		return nil, err
+	}
+	rows, err := s.conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	defer rows.Close()
+	tr := &Trace{TraceID: traceID, Roots: []*Span{}, Events: []Event{}}
+	var spans []*Span
+	for rows.Next() {
+		var kind string
+		var x Span
+		var e Event
+		if err := rows.Scan(&kind, &x.SpanID, &x.ParentSpanID, &x.TenantID, &x.Name, &x.Kind, &x.StartTime, &x.EndTime,
+			&x.DurationNS, &x.StatusCode, &x.ServiceName, &x.Operation, &x.AgentID, &x.ToolName, &x.Model, &x.InputTokens,
+			&x.OutputTokens, &x.Attributes, &e.ParentIdentity, &e.TokenID, &e.TokenType, &e.DelegationScope, &e.RequiredScopes,
+			&e.ToolParamsHash, &e.Resource, &e.ResourceTenantID, &e.PolicyDecision, &e.TraceID, &e.SpanID); err != nil {
+			return nil, fmt.Errorf("scan trace row: %w", err)
+		}
+		if kind == "span" {
+			spans = append(spans, &x)
+			continue
+		}
+		e.EventID, e.TS, e.TenantID, e.AgentID, e.ToolName, e.Attributes = x.SpanID, x.StartTime, x.TenantID, x.AgentID, x.ToolName, x.Attributes
+		tr.Events = append(tr.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
 	}
 	if len(spans) > s.maxTraceSpans {
 		spans, tr.Truncated = spans[:s.maxTraceSpans], true
