@@ -54,6 +54,7 @@ type params struct {
 	keep            bool
 	maxThreads      int
 	cpuProfile      string
+	kinds           string
 }
 
 func main() {
@@ -71,6 +72,7 @@ func main() {
 	flag.Int64Var(&p.chunk, "chunk", 2_000_000, "rows per INSERT … SELECT")
 	flag.BoolVar(&p.keep, "keep", true, "reuse loaded data when the parameters match")
 	flag.IntVar(&p.maxThreads, "max-query-threads", 0, "the API's -query.max-query-threads")
+	flag.StringVar(&p.kinds, "kinds", "timeline,search,trace,report", "query kinds to measure (comma-separated)")
 	flag.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (API server and client) over the measured runs")
 	flag.Parse()
 	p.base = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
@@ -138,7 +140,12 @@ func run(p params) error {
 	base := "http://" + srv.Addr()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: p.concurrency, MaxIdleConnsPerHost: p.concurrency, IdleConnTimeout: time.Minute}}
 
-	kinds := []string{"timeline", "search", "trace", "report"}
+	kinds := strings.Split(p.kinds, ",")
+	for _, k := range kinds {
+		if !slices.Contains([]string{"timeline", "search", "trace", "report"}, k) {
+			return fmt.Errorf("unknown query kind %q", k)
+		}
+	}
 	results := map[string][][2]float64{} // kind → per run {p50, p99}
 	rng := rand.New(rand.NewPCG(1, 2))
 	// Warm-up: caches, connections, the marks of every part.
