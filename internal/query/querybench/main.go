@@ -13,6 +13,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -22,7 +23,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +53,8 @@ type params struct {
 	base            time.Time
 	keep            bool
 	maxThreads      int
+	cpuProfile      string
+	kinds           string
 }
 
 func main() {
@@ -67,6 +72,8 @@ func main() {
 	flag.Int64Var(&p.chunk, "chunk", 2_000_000, "rows per INSERT … SELECT")
 	flag.BoolVar(&p.keep, "keep", true, "reuse loaded data when the parameters match")
 	flag.IntVar(&p.maxThreads, "max-query-threads", 0, "the API's -query.max-query-threads")
+	flag.StringVar(&p.kinds, "kinds", "timeline,search,trace,report", "query kinds to measure (comma-separated)")
+	flag.StringVar(&p.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (API server and client) over the measured runs")
 	flag.Parse()
 	p.base = time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 	if err := run(p); err != nil {
@@ -133,22 +140,44 @@ func run(p params) error {
 	base := "http://" + srv.Addr()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConns: p.concurrency, MaxIdleConnsPerHost: p.concurrency, IdleConnTimeout: time.Minute}}
 
-	kinds := []string{"timeline", "search", "trace", "report"}
+	kinds := strings.Split(p.kinds, ",")
+	for _, k := range kinds {
+		if !slices.Contains([]string{"timeline", "search", "trace", "report"}, k) {
+			return fmt.Errorf("unknown query kind %q", k)
+		}
+	}
 	results := map[string][][2]float64{} // kind → per run {p50, p99}
 	rng := rand.New(rand.NewPCG(1, 2))
 	// Warm-up: caches, connections, the marks of every part.
 	if _, err := measure(ctx, client, base, p, rng, "search", 32); err != nil {
 		return err
 	}
+	if p.cpuProfile != "" {
+		f, err := os.Create(p.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	for r := 1; r <= p.runs; r++ {
 		for _, k := range kinds {
+			// CPU time per request of ClickHouse (the child) and of this
+			// process (API server + client): with more requests in flight
+			// than cores, latency follows CPU per request.
+			chCPU0, goCPU0 := cpuTime(ch.PID()), cpuTime(os.Getpid())
 			lat, err := measure(ctx, client, base, p, rng, k, p.requests)
 			if err != nil {
 				return err
 			}
+			chCPU, goCPU := cpuTime(ch.PID())-chCPU0, cpuTime(os.Getpid())-goCPU0
 			p50, p99 := pct(lat, 50), pct(lat, 99)
 			results[k] = append(results[k], [2]float64{p50, p99})
-			fmt.Printf("run %d: %-8s requests=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f\n", r, k, len(lat), p50, p99, pct(lat, 100))
+			fmt.Printf("run %d: %-8s requests=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f ch_cpu_ms_per_req=%.1f go_cpu_ms_per_req=%.1f\n",
+				r, k, len(lat), p50, p99, pct(lat, 100), perReq(chCPU, len(lat)), perReq(goCPU, len(lat)))
 		}
 	}
 	med := func(k string, i int) float64 {
@@ -165,6 +194,32 @@ func run(p params) error {
 	fmt.Printf("query_trace_p50_ms=%.1f\n", med("trace", 0))
 	fmt.Printf("query_report_p50_ms=%.1f\n", med("report", 0))
 	return nil
+}
+
+// cpuTime is the user+system CPU time of process pid so far (0 when
+// unreadable: the figure is a diagnostic, not a result).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start after
+	// the last ')'; utime and stime are fields 14 and 15 of the line.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const clkTck = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clkTck
+}
+
+func perReq(d time.Duration, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / 1000 / float64(n)
 }
 
 func apiKey(tenant int) string { return fmt.Sprintf("bench-key-%d-0123456789", tenant) }
@@ -254,17 +309,15 @@ func load(ctx context.Context, conn driver.Conn, p params) error {
 		var got string
 		if err := conn.QueryRow(ctx, "SELECT sig FROM "+db+".bench_meta LIMIT 1").Scan(&got); err == nil && got == sig {
 			fmt.Printf("data: reusing %s (%s)\n", db, sig)
-			return nil
+			// Migrations added since the data was loaded run on it, as
+			// they would on a deployment's existing data.
+			return migrateDB(ctx, conn)
 		}
 	}
 	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" SYNC"); err != nil {
 		return err
 	}
-	ms, err := migrate.Load(schema.Migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	if _, err := migrate.Apply(ctx, conn, ms, migrate.Options{Database: db}); err != nil {
+	if err := migrateDB(ctx, conn); err != nil {
 		return err
 	}
 	span := int64(p.days) * 24 * int64(time.Hour)
@@ -318,5 +371,25 @@ func load(ctx context.Context, conn driver.Conn, p params) error {
 		return err
 	}
 	fmt.Printf("data: loaded in %s\n", time.Since(t0).Round(time.Second))
+	return nil
+}
+
+// migrateDB applies the migrations not yet applied to the bench database.
+func migrateDB(ctx context.Context, conn driver.Conn) error {
+	ms, err := migrate.Load(schema.Migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	applied, err := migrate.Apply(ctx, conn, ms, migrate.Options{Database: db})
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range applied {
+		fmt.Printf("data: applied migration %04d_%s\n", m.Version, m.Name)
+	}
+	if len(applied) > 0 {
+		fmt.Printf("data: migrations took %s\n", time.Since(t0).Round(time.Millisecond))
+	}
 	return nil
 }
