@@ -133,6 +133,10 @@ func engineArgs(o Options, queryID string) ([]string, error) {
 		"--tcp_port=" + strconv.Itoa(o.TCPPort),
 		"--http_port=" + strconv.Itoa(o.HTTPPort),
 		"--listen_host=127.0.0.1",
+		// clickhouse-local ignores <logger><level> from the config file and
+		// logs at trace level (tens of MB per bench run); only the command
+		// line sets it.
+		"--log-level=warning",
 		// Idle client connections notice a shutdown only every poll_interval
 		// seconds. With the default (10) the engine's forced-shutdown path,
 		// taken after shutdown_wait_unfinished, calls _exit(1) and would take
