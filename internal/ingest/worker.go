@@ -156,7 +156,7 @@ func (w *worker) run(gctx context.Context) {
 		w.log.Error("set offset", "err", err)
 		return
 	}
-	w.tail, w.tailFailed = make(chan flushed), make(chan struct{})
+	w.tail, w.tailFailed = make(chan flushed, tailQueue), make(chan struct{})
 	tailDone := make(chan struct{})
 	go func() {
 		defer close(tailDone)
@@ -172,6 +172,13 @@ func (w *worker) run(gctx context.Context) {
 	for w.batch(gctx, r, ins, &stored) {
 	}
 }
+
+// The tail stage (seal, commit) may fall up to tailQueue batches behind
+// the inserts; it seals at most about tailMaxEvents events per insert.
+const (
+	tailQueue     = 8
+	tailMaxEvents = 50_000
+)
 
 // Block limits: a batch is streamed to ClickHouse as one INSERT of blocks
 // of at most this many rows or message bytes, so a worker holds one block,
@@ -275,8 +282,9 @@ func (w *worker) batch(gctx context.Context, r *kafka.Reader, ins *chstore.Inser
 	if s, ok := w.c.(sealer); ok {
 		f.sealed = s.takeSealed()
 	}
-	// Blocks while the tail stage still works on the previous batch: at
-	// most one batch is between insert and commit.
+	// Blocks while tailQueue batches wait for the tail stage: bounded
+	// memory (their events to seal) and a bounded distance between the
+	// stored rows and the committed offset.
 	select {
 	case w.tail <- f:
 		return gctx.Err() == nil
@@ -388,8 +396,28 @@ func (w *worker) runTail() {
 	ctx := w.stopCtx
 	table := w.c.table()
 	for f := range w.tail {
-		for attempt := 0; len(f.sealed) > 0; attempt++ {
-			err := w.seal.Append(ctx, f.sealed)
+		// Take every batch already queued behind f: their leaves go in one
+		// insert and one commit covers them all. Under a backlog this
+		// amortises the round trips; with live traffic the queue is empty
+		// and a batch is sealed as soon as it is stored.
+		var sealed []integrity.Sealed
+		last, start := f.last, f.start
+		sealed = append(sealed, f.sealed...)
+	more:
+		for len(sealed) < tailMaxEvents {
+			select {
+			case g, ok := <-w.tail:
+				if !ok {
+					break more
+				}
+				sealed = append(sealed, g.sealed...)
+				last = g.last
+			default:
+				break more
+			}
+		}
+		for attempt := 0; len(sealed) > 0; attempt++ {
+			err := w.seal.Append(ctx, sealed)
 			if err == nil {
 				break
 			}
@@ -401,15 +429,15 @@ func (w *worker) runTail() {
 				return
 			}
 			w.s.m.retries.WithLabelValues(table, "seal").Inc()
-			w.log.Warn("sealing into the integrity log failed; retrying", "err", err, "events", len(f.sealed), "attempt", attempt+1)
+			w.log.Warn("sealing into the integrity log failed; retrying", "err", err, "events", len(sealed), "attempt", attempt+1)
 			retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
 		}
-		err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: f.last + 1}})
-		w.s.m.flushSeconds.WithLabelValues(table).Observe(time.Since(f.start).Seconds())
+		err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: last + 1}})
+		w.s.m.flushSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
 		if err != nil {
 			// Not a loss: the rows are stored and recognised on redelivery.
 			w.s.m.commits.WithLabelValues(w.topic, "failed").Inc()
-			w.log.Warn("offset commit failed", "err", err, "offset", f.last+1)
+			w.log.Warn("offset commit failed", "err", err, "offset", last+1)
 			continue
 		}
 		w.s.m.commits.WithLabelValues(w.topic, "ok").Inc()

@@ -247,7 +247,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	peak = max(peak, hwmMB(cmd.Process.Pid))
 	fmt.Printf("run %d: ingest_cpu_seconds=%.1f wall_seconds=%.1f\n", r, cpuSeconds(cmd.Process.Pid), max(spansAt, eventsAt).Seconds())
 	if seal {
-		proofLagP99, err = liveProofLag(ctx, conn, db, kafkaAddr, adminAddr, wantEvents)
+		proofLagP99, err = liveProofLag(ctx, conn, db, chAddr, kafkaAddr, ingestBin, work, cmd.Env)
 		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
 		return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, 0, proofLagP99 * 1000, err
 	}
@@ -270,11 +270,14 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 }
 
 // Live traffic for the proof lag: the backlog's events were written long
-// before ingest read them, so their lag says nothing. After the backlog,
-// liveEvents more events are written at liveRate per second, each stamped
-// with the producer's clock, and the p99 of agentaudit_integrity_proof_lag_seconds
-// over them alone (Kafka timestamp -> stored signed checkpoint covering the
-// event) is the figure.
+// before ingest read them, so their lag says nothing. After the backlog and
+// its merges,
+// liveEvents events are written at liveRate per second, each stamped with
+// the producer's clock, to a topic of their own (so the backlog topics stay
+// the same for every run), ingested with sealing by a second ingest into a
+// database of its own; the p99 of its agentaudit_integrity_proof_lag_seconds
+// (Kafka timestamp -> stored signed checkpoint covering the event) is the
+// figure.
 const (
 	liveEvents = 40_000
 	liveRate   = 5_000
@@ -282,60 +285,88 @@ const (
 
 var liveWorkload []sim.Message
 
-func liveProofLag(ctx context.Context, conn driver.Conn, db, kafkaAddr, adminAddr string, backlog int64) (float64, error) {
-	const name = "agentaudit_integrity_proof_lag_seconds"
-	leavesCovered := func() (leaves, covered uint64) {
-		_ = conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db+".merkle_leaves), (SELECT sum(s) FROM (SELECT max(size) AS s FROM "+db+".checkpoints GROUP BY log_id))").Scan(&leaves, &covered)
-		return
-	}
-	waitCovered := func(want int64) error {
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			l, c := leavesCovered()
-			if int64(l) == want && int64(c) == want {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%d leaves, %d covered by checkpoints, want %d", l, c, want)
-			}
-			time.Sleep(50 * time.Millisecond)
+func liveProofLag(ctx context.Context, conn driver.Conn, mainDB, chAddr, kafkaAddr, ingestBin, work string, env []string) (float64, error) {
+	db, topic := mainDB+"_live", mainDB+"_live_events"
+	defer func() { _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" SYNC") }()
+	// The live phase measures latency under steady traffic, not in the
+	// merge storm that follows a 1M-span backlog: let the merges finish.
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var merging uint64
+		if err := conn.QueryRow(ctx, "SELECT count() FROM system.merges").Scan(&merging); err == nil && merging == 0 {
+			break
 		}
 	}
-	if err := waitCovered(backlog); err != nil {
-		return 0, fmt.Errorf("backlog: %w", err)
+	if err := sim.CreateTopics(ctx, []string{kafkaAddr}, 4, topic); err != nil {
+		return 0, err
 	}
-	bounds, before, err := histogram(adminAddr, name)
+	port, err := chdb.FreePort()
 	if err != nil {
 		return 0, err
+	}
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(ingestBin,
+		"-ingest.kafka.brokers="+kafkaAddr, "-ingest.kafka.group-id="+db,
+		"-ingest.kafka.spans-topic=", "-ingest.kafka.events-topic="+topic,
+		"-clickhouse.addr="+chAddr, "-clickhouse.database="+db,
+		"-telemetry.listen-address="+adminAddr, "-telemetry.log-level=warn", "-otlp-http.listen-address=",
+		"-integrity.enabled")
+	cmd.Args = append(cmd.Args, extraIngestArgs...)
+	cmd.Env = env
+	logf, err := os.Create(filepath.Join(work, db+".log"))
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	// Started when its admin port answers (a consumer that joins the group
+	// after the first live events starts from the first offset anyway).
+	for deadline := time.Now().Add(time.Minute); ; {
+		if resp, err := http.Get("http://" + adminAddr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("live ingest did not start")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	msgs := make([]sim.Message, len(liveWorkload))
+	for i, m := range liveWorkload {
+		m.Topic = topic
+		msgs[i] = m
 	}
 	p, err := sim.NewProducer(sim.ProducerConfig{Brokers: []string{kafkaAddr}, Rate: liveRate})
 	if err != nil {
 		return 0, err
 	}
-	err = p.Produce(ctx, liveWorkload)
+	err = p.Produce(ctx, msgs)
 	p.Close()
 	if err != nil {
 		return 0, err
 	}
-	if err := waitCovered(backlog + int64(len(liveWorkload))); err != nil {
-		return 0, fmt.Errorf("live: %w", err)
-	}
-	// The histogram is updated right after the covering checkpoint is
-	// stored; give that a moment before reading.
-	var after []float64
-	for range 50 {
-		if _, after, err = histogram(adminAddr, name); err != nil {
-			return 0, err
+	want := len(msgs)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var leaves, covered uint64
+		_ = conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db+".merkle_leaves), (SELECT sum(s) FROM (SELECT max(size) AS s FROM "+db+".checkpoints GROUP BY log_id))").Scan(&leaves, &covered)
+		// The histogram is updated right after the covering checkpoint
+		// is stored.
+		bounds, counts, herr := histogram(adminAddr, "agentaudit_integrity_proof_lag_seconds")
+		if herr == nil && int(leaves) == want && int(covered) == want && counts[len(counts)-1] == float64(want) {
+			return quantile(bounds, nil, counts, 0.99)
 		}
-		if after[len(after)-1]-before[len(before)-1] >= float64(len(liveWorkload)) {
-			break
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("live: %d leaves, %d covered by checkpoints, want %d (%v)", leaves, covered, want, herr)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
-	if got := after[len(after)-1] - before[len(before)-1]; got != float64(len(liveWorkload)) {
-		return 0, fmt.Errorf("live: %v proof lag observations, want %d", got, len(liveWorkload))
-	}
-	return quantile(bounds, before, after, 0.99)
 }
 
 // hwmMB is the peak resident set (VmHWM) of a process in MiB.
