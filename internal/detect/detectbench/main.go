@@ -55,6 +55,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/detect/notify"
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/migrate"
+	"github.com/agentaudit/agentaudit/internal/procstat"
 	"github.com/agentaudit/agentaudit/internal/sim"
 	"github.com/agentaudit/agentaudit/internal/webhooksink"
 	"github.com/agentaudit/agentaudit/schema"
@@ -242,23 +243,6 @@ func (a *timingActions) count() int {
 	return len(a.lat)
 }
 
-// cpuSeconds is the user+system CPU time of process pid so far (0 if
-// unreadable); USER_HZ is 100 on Linux.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	k, _ := strconv.ParseFloat(f[12], 64)
-	return (u + k) / 100
-}
-
 // cpuMeter reports the CPU seconds each process used between two calls.
 type cpuMeter struct {
 	names []string
@@ -277,7 +261,7 @@ func (m *cpuMeter) lap() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "wall=%.1fs", time.Since(m.wall).Seconds())
 	for i, pid := range m.pids {
-		c := cpuSeconds(pid)
+		c := procstat.CPUSeconds(pid)
 		fmt.Fprintf(&b, " %s=%.1fs", m.names[i], c-m.last[i])
 		m.last[i] = c
 	}
@@ -551,7 +535,7 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery ti
 		events, attacks int
 		batch           []kafka.Message
 		start           = time.Now()
-		cpuStart        = cpuSeconds(os.Getpid())
+		cpuStart        = procstat.CPUSeconds(os.Getpid())
 		nextAttack      = start.Add(attackEvery)
 	)
 	flush := func() error {
@@ -617,7 +601,7 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery ti
 	}
 	elapsed := time.Since(start)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"attacks": attacks, "events": events, "seconds": elapsed.Seconds(),
-		"cpu_seconds": cpuSeconds(os.Getpid()) - cpuStart})
+		"cpu_seconds": procstat.CPUSeconds(os.Getpid()) - cpuStart})
 }
 
 // attackMessage: an allowed call needing admin:org by a credential that

@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -20,7 +19,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +30,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chdb"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
+	"github.com/agentaudit/agentaudit/internal/procstat"
 	"github.com/agentaudit/agentaudit/internal/sim"
 )
 
@@ -121,9 +120,9 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 	var sealSpans, sealEvents, lags []float64
 	for r := 1; r <= max(runs, integrityRuns); r++ {
 		if r <= runs {
-			chBefore := cpuSeconds(ch.PID())
+			chBefore := procstat.CPUSeconds(ch.PID())
 			s, e, m, d, _, err := oneRun(ctx, r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events, false)
-			fmt.Printf("run %d: clickhouse_cpu_seconds=%.1f (whole run incl. OPTIMIZE FINAL)\n", r, cpuSeconds(ch.PID())-chBefore)
+			fmt.Printf("run %d: clickhouse_cpu_seconds=%.1f (whole run incl. OPTIMIZE FINAL)\n", r, procstat.CPUSeconds(ch.PID())-chBefore)
 			if err != nil {
 				return err
 			}
@@ -133,12 +132,12 @@ func run(traces, events, runs int, ingestBin, serverBin, work string, log *slog.
 		if r <= integrityRuns {
 			// The same workload with every audit event sealed, then the
 			// live phase for the proof lag.
-			chBefore := cpuSeconds(ch.PID())
+			chBefore := procstat.CPUSeconds(ch.PID())
 			s, e, _, _, lag, err := oneRun(ctx, runs+r, conn, ch.Addr(), broker.Addr(), ingestBin, work, wl.Stats.Spans, wl.Stats.Events, true)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("integrity run %d: clickhouse_cpu_seconds=%.1f (incl. the live phase)\n", r, cpuSeconds(ch.PID())-chBefore)
+			fmt.Printf("integrity run %d: clickhouse_cpu_seconds=%.1f (incl. the live phase)\n", r, procstat.CPUSeconds(ch.PID())-chBefore)
 			fmt.Printf("integrity run %d: spans_per_sec=%.0f events_per_sec=%.0f live_proof_lag_p99_ms=%.0f (%d events at %d/s after the backlog)\n", r, s, e, lag, liveEvents, liveRate)
 			sealSpans, sealEvents, lags = append(sealSpans, s), append(sealEvents, e), append(lags, lag)
 		}
@@ -240,7 +239,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 			return 0, 0, 0, 0, 0, fmt.Errorf("run %d: not done after 10 minutes", r)
 		}
 		time.Sleep(100 * time.Millisecond)
-		peak = max(peak, hwmMB(cmd.Process.Pid))
+		peak = max(peak, procstat.PeakRSSMiB(cmd.Process.Pid))
 		var s, e uint64
 		_ = conn.QueryRow(ctx, "SELECT (SELECT count() FROM "+db+".spans), (SELECT count() FROM "+db+".audit_events)").Scan(&s, &e)
 		if spansAt == 0 && int64(s) >= wantSpans {
@@ -250,8 +249,8 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 			eventsAt = time.Since(start)
 		}
 	}
-	peak = max(peak, hwmMB(cmd.Process.Pid))
-	fmt.Printf("run %d: ingest_cpu_seconds=%.1f wall_seconds=%.1f\n", r, cpuSeconds(cmd.Process.Pid), max(spansAt, eventsAt).Seconds())
+	peak = max(peak, procstat.PeakRSSMiB(cmd.Process.Pid))
+	fmt.Printf("run %d: ingest_cpu_seconds=%.1f wall_seconds=%.1f\n", r, procstat.CPUSeconds(cmd.Process.Pid), max(spansAt, eventsAt).Seconds())
 	if seal {
 		proofLagP99, err = liveProofLag(ctx, conn, db, chAddr, kafkaAddr, ingestBin, work, cmd.Env)
 		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
@@ -375,23 +374,6 @@ func liveProofLag(ctx context.Context, conn driver.Conn, mainDB, chAddr, kafkaAd
 	}
 }
 
-// hwmMB is the peak resident set (VmHWM) of a process in MiB.
-func hwmMB(pid int) float64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
 // printColumnSizes shows where the disk bytes of spans go (run 1 only).
 func printColumnSizes(ctx context.Context, conn driver.Conn, db string) {
 	rows, err := conn.Query(ctx, `SELECT name, data_compressed_bytes, data_uncompressed_bytes FROM system.columns
@@ -408,22 +390,6 @@ func printColumnSizes(ctx context.Context, conn driver.Conn, db string) {
 			fmt.Printf("  %-28s %10d  x%.1f\n", name, c, float64(u)/float64(c))
 		}
 	}
-}
-
-// cpuSeconds is the user+system CPU time of a process so far.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	k, _ := strconv.ParseFloat(f[12], 64)
-	return (u + k) / 100 // clock ticks (USER_HZ = 100 on Linux)
 }
 
 func median(v []float64) float64 {

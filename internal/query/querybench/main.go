@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -25,7 +24,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +35,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/chdb"
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/migrate"
+	"github.com/agentaudit/agentaudit/internal/procstat"
 	"github.com/agentaudit/agentaudit/internal/query"
 	"github.com/agentaudit/agentaudit/internal/query/auth"
 	"github.com/agentaudit/agentaudit/schema"
@@ -168,12 +167,12 @@ func run(p params) error {
 			// CPU time per request of ClickHouse (the child) and of this
 			// process (API server + client): with more requests in flight
 			// than cores, latency follows CPU per request.
-			chCPU0, goCPU0 := cpuTime(ch.PID()), cpuTime(os.Getpid())
+			chCPU0, goCPU0 := procstat.CPUTime(ch.PID()), procstat.CPUTime(os.Getpid())
 			lat, err := measure(ctx, client, base, p, rng, k, p.requests)
 			if err != nil {
 				return err
 			}
-			chCPU, goCPU := cpuTime(ch.PID())-chCPU0, cpuTime(os.Getpid())-goCPU0
+			chCPU, goCPU := procstat.CPUTime(ch.PID())-chCPU0, procstat.CPUTime(os.Getpid())-goCPU0
 			p50, p99 := pct(lat, 50), pct(lat, 99)
 			results[k] = append(results[k], [2]float64{p50, p99})
 			fmt.Printf("run %d: %-8s requests=%d p50_ms=%.1f p99_ms=%.1f max_ms=%.1f ch_cpu_ms_per_req=%.1f go_cpu_ms_per_req=%.1f\n",
@@ -194,25 +193,6 @@ func run(p params) error {
 	fmt.Printf("query_trace_p50_ms=%.1f\n", med("trace", 0))
 	fmt.Printf("query_report_p50_ms=%.1f\n", med("report", 0))
 	return nil
-}
-
-// cpuTime is the user+system CPU time of process pid so far (0 when
-// unreadable: the figure is a diagnostic, not a result).
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name (which may hold spaces) start after
-	// the last ')'; utime and stime are fields 14 and 15 of the line.
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(ut+st) * time.Second / clkTck
 }
 
 func perReq(d time.Duration, n int) float64 {
