@@ -199,6 +199,8 @@ type streamBatch struct {
 	stored, skip int // messages decoded (not dead-lettered); rows skipped as stored already
 	unknown      int // rows stored under the unknown tenant
 	open         bool
+	deadline     time.Time // when the batch ends by age (see fill)
+	waiting      int64     // messages in the partition after the last one read
 }
 
 // batch consumes one batch, from its first message until a batch limit,
@@ -225,12 +227,11 @@ func (w *worker) batch(gctx context.Context, r *kafka.Reader, ins *chstore.Inser
 		return true
 	}
 	b := &streamBatch{first: msg.Offset, start: time.Now(), open: true}
-	fctx, cancel := context.WithDeadline(gctx, b.start.Add(w.maxAge))
-	defer cancel()
+	b.deadline = b.start.Add(w.maxAge)
 	cols := w.c.columns()
 	cols.reset()
 	w.add(b, msg, stored)
-	w.fill(fctx, r, b, stored)
+	w.fill(gctx, r, b, stored)
 	queryID := fmt.Sprintf("agentaudit-ingest-%s-%d-%d-%s", w.topic, w.partition, b.first, nonce())
 	if cols.rows() > 0 {
 		err := ins.Stream(w.stopCtx, table, cols.input, queryID, func(context.Context) (bool, error) {
@@ -239,7 +240,7 @@ func (w *worker) batch(gctx context.Context, r *kafka.Reader, ins *chstore.Inser
 			}
 			cols.reset()
 			b.blockBytes = 0
-			w.fill(fctx, r, b, stored)
+			w.fill(gctx, r, b, stored)
 			return cols.rows() > 0, nil
 		})
 		if err != nil {
@@ -294,20 +295,43 @@ func (w *worker) batch(gctx context.Context, r *kafka.Reader, ins *chstore.Inser
 }
 
 // fill reads messages into the current block until it is full, or the
-// batch is: by rows, bytes, age (fctx's deadline) or the end of the
-// generation, which close the batch (b.open = false).
-func (w *worker) fill(fctx context.Context, r *kafka.Reader, b *streamBatch, stored **storedSet) {
+// batch is: by rows, bytes, age or the end of the generation (gctx), which
+// close the batch (b.open = false).
+//
+// The age limit is for latency, and under a backlog it buys none: when the
+// batch reaches its age while at least backlogMessages more messages are
+// already waiting in the partition, ending it would not deliver them any
+// sooner, only make more, smaller inserts. Such a batch goes on, by one
+// max age at a time, up to its row and byte limits or maxAgeStretch ages.
+func (w *worker) fill(gctx context.Context, r *kafka.Reader, b *streamBatch, stored **storedSet) {
+	for w.fillUntil(gctx, r, b, stored) {
+		b.deadline = time.Now().Add(w.maxAge)
+	}
+}
+
+// fillUntil is fill up to b.deadline; it reports whether the batch reached
+// its age with a backlog behind it and should go on.
+func (w *worker) fillUntil(gctx context.Context, r *kafka.Reader, b *streamBatch, stored **storedSet) bool {
 	cols := w.c.columns()
+	fctx, cancel := context.WithDeadline(gctx, b.deadline)
+	defer cancel()
 	for b.open && cols.rows() < blockMaxRows && b.blockBytes < blockMaxBytes {
 		if b.rows >= w.s.cfg.Batch.MaxRows || b.bytes >= w.s.cfg.Batch.MaxBytes {
 			b.open = false
-			return
+			return false
 		}
 		msg, err := r.FetchMessage(fctx)
 		if err != nil {
-			if fctx.Err() != nil {
+			if gctx.Err() != nil {
 				b.open = false
-				return
+				return false
+			}
+			if fctx.Err() != nil {
+				if b.waiting >= backlogMessages && time.Since(b.start) < maxAgeStretch*w.maxAge {
+					return true
+				}
+				b.open = false
+				return false
 			}
 			w.log.Warn("fetch", "err", err)
 			retry.Sleep(fctx, w.s.cfg.Retry.Backoff(0))
@@ -315,11 +339,20 @@ func (w *worker) fill(fctx context.Context, r *kafka.Reader, b *streamBatch, sto
 		}
 		w.add(b, msg, stored)
 	}
+	return false
 }
+
+// A batch at its age with at least backlogMessages waiting behind it goes
+// on, up to maxAgeStretch times its max age (see fill).
+const (
+	backlogMessages = 1000
+	maxAgeStretch   = 8
+)
 
 // add decodes msg into the current block (or the batch's dead letters).
 func (w *worker) add(b *streamBatch, msg kafka.Message, stored **storedSet) {
 	b.last = msg.Offset
+	b.waiting = msg.HighWaterMark - msg.Offset - 1
 	b.bytes += len(msg.Value)
 	b.blockBytes += len(msg.Value)
 	before := w.c.columns().rows()
