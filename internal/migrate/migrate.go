@@ -91,7 +91,18 @@ func Load(fsys fs.FS, dir string) ([]Migration, error) {
 	return out, nil
 }
 
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+
+// CheckIdentifier reports an error unless name can be spliced into SQL as an
+// identifier (a database, cluster or storage policy name: ClickHouse takes
+// no bound parameters there): letters, digits and '_', not starting with a
+// digit, at most 64 characters. what names the setting in the error.
+func CheckIdentifier(what, name string) error {
+	if !identRE.MatchString(name) {
+		return fmt.Errorf("%s %q: must match %s", what, name, identRE)
+	}
+	return nil
+}
 
 func (o *Options) validate() error {
 	if o.Database == "" {
@@ -100,14 +111,18 @@ func (o *Options) validate() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if !identRE.MatchString(o.Database) {
-		return fmt.Errorf("database name %q: must match %s", o.Database, identRE)
+	if err := CheckIdentifier("database name", o.Database); err != nil {
+		return err
 	}
-	if o.Cluster != "" && !identRE.MatchString(o.Cluster) {
-		return fmt.Errorf("cluster name %q: must match %s", o.Cluster, identRE)
+	if o.Cluster != "" {
+		if err := CheckIdentifier("cluster name", o.Cluster); err != nil {
+			return err
+		}
 	}
-	if o.StoragePolicy != "" && !identRE.MatchString(o.StoragePolicy) {
-		return fmt.Errorf("storage policy %q: must match %s", o.StoragePolicy, identRE)
+	if o.StoragePolicy != "" {
+		if err := CheckIdentifier("storage policy", o.StoragePolicy); err != nil {
+			return err
+		}
 	}
 	return nil
 }

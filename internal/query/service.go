@@ -11,6 +11,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
+
+	"github.com/agentaudit/agentaudit/internal/migrate"
 )
 
 // Service owns every SQL statement of the API. Each method takes the
@@ -28,8 +30,8 @@ type Service struct {
 // NewService returns the service over database db (validated: it is the
 // one identifier spliced into statements).
 func NewService(conn driver.Conn, db string, queryTimeout, exportTimeout time.Duration, maxTraceSpans int) (*Service, error) {
-	if !validDB(db) {
-		return nil, fmt.Errorf("query: invalid database name %q", db)
+	if err := migrate.CheckIdentifier("database name", db); err != nil {
+		return nil, fmt.Errorf("query: %w", err)
 	}
 	return &Service{conn: conn, db: db, queryTimeout: queryTimeout, exportTimeout: exportTimeout, maxTraceSpans: maxTraceSpans}, nil
 }

@@ -2,7 +2,6 @@ package query
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -64,8 +63,3 @@ func (q *stmt) where() string {
 const tsSQL = "fromUnixTimestamp64Nano(toInt64(?), 'UTC')"
 
 func nanos(t time.Time) int64 { return t.UnixNano() }
-
-var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
-
-// validDB reports whether db can be spliced as an identifier.
-func validDB(db string) bool { return identRE.MatchString(db) }

@@ -33,7 +33,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +45,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/migrate"
 	"github.com/agentaudit/agentaudit/internal/webhooksink"
 )
 
@@ -122,15 +122,13 @@ type endpoint struct {
 	disabled atomic.Bool
 }
 
-var dbRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // New builds a Sender on database db (schema migrated). It resolves the
 // endpoints' secrets, loads which endpoints a 410 disabled and warms the
 // revocation state; it starts nothing (Run does). Act may be called before
 // Run: messages wait in memory (and in the outbox) until Run starts.
 func New(cfg Config, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
-	if !dbRE.MatchString(db) {
-		return nil, fmt.Errorf("database name %q: must match %s", db, dbRE)
+	if err := migrate.CheckIdentifier("database name", db); err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

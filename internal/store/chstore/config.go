@@ -61,6 +61,8 @@ func (c *Config) Validate() error {
 	}
 	if c.Database == "" {
 		errs = append(errs, config.Field("database", config.ErrRequired))
+	} else if err := migrate.CheckIdentifier("database name", c.Database); err != nil {
+		errs = append(errs, config.Field("database", fmt.Errorf("%w: %w", config.ErrInvalid, err)))
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, config.Field("dial_timeout", fmt.Errorf("%w: must be > 0", config.ErrInvalid)))
