@@ -7,30 +7,24 @@ import (
 	"time"
 
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/consumer"
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/retry"
 )
 
 // Config of the detector service.
 type Config struct {
-	Brokers           config.StringSlice `yaml:"brokers"`
-	GroupID           string             `yaml:"group_id"`
-	SpansTopic        string             `yaml:"spans_topic"`
-	SpansEncoding     string             `yaml:"spans_encoding"`
-	EventsTopic       string             `yaml:"events_topic"`
-	Spans             event.SpanOptions  `yaml:"spans"`
-	Events            event.EventOptions `yaml:"events"`
-	RulesFile         string             `yaml:"rules_file"`
-	State             StateCaps          `yaml:"state"`
-	WarmLookback      time.Duration      `yaml:"warm_lookback"`
-	InsertMaxRows     int                `yaml:"insert_max_rows"`
-	CommitInterval    time.Duration      `yaml:"commit_interval"`
-	Retry             RetryConfig        `yaml:"retry"`
-	FetchMaxBytes     int                `yaml:"fetch_max_bytes"`
-	FetchMaxWait      time.Duration      `yaml:"fetch_max_wait"`
-	ShutdownTimeout   time.Duration      `yaml:"shutdown_timeout"`
-	SessionTimeout    time.Duration      `yaml:"session_timeout"`
-	HeartbeatInterval time.Duration      `yaml:"heartbeat_interval"`
+	consumer.Config `yaml:",inline"`
+	Spans           event.SpanOptions  `yaml:"spans"`
+	Events          event.EventOptions `yaml:"events"`
+	RulesFile       string             `yaml:"rules_file"`
+	State           StateCaps          `yaml:"state"`
+	WarmLookback    time.Duration      `yaml:"warm_lookback"`
+	InsertMaxRows   int                `yaml:"insert_max_rows"`
+	CommitInterval  time.Duration      `yaml:"commit_interval"`
+	Retry           RetryConfig        `yaml:"retry"`
+	FetchMaxWait    time.Duration      `yaml:"fetch_max_wait"`
+	ShutdownTimeout time.Duration      `yaml:"shutdown_timeout"`
 }
 
 // RetryConfig: exponential backoff with full jitter for ClickHouse inserts
@@ -40,11 +34,12 @@ type RetryConfig = retry.Config
 
 // RegisterFlagsWithPrefix binds the config to flags (prefix e.g. "detect.").
 func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
-	config.StringSliceVar(fs, (*[]string)(&c.Brokers), p+"kafka.brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers")
-	fs.StringVar(&c.GroupID, p+"kafka.group-id", "agentaudit-detector", "consumer group (its own: the detector reads every message ingest reads)")
-	fs.StringVar(&c.SpansTopic, p+"kafka.spans-topic", "otlp_spans", "topic of OTLP trace messages; empty disables token-rate rules")
-	fs.StringVar(&c.SpansEncoding, p+"kafka.spans-encoding", "otlp_proto", "encoding of the spans topic: otlp_proto or otlp_json")
-	fs.StringVar(&c.EventsTopic, p+"kafka.events-topic", "agent_audit_events", "topic of JSON audit events")
+	c.Config.RegisterFlagsWithPrefix(p, fs, consumer.Usage{
+		GroupDefault: "agentaudit-detector",
+		Group:        "consumer group (its own: the detector reads every message ingest reads)",
+		SpansTopic:   "topic of OTLP trace messages; empty disables token-rate rules",
+		EventsTopic:  "topic of JSON audit events",
+	})
 	c.Spans.RegisterFlagsWithPrefix(p+"spans.", fs)
 	c.Events.RegisterFlagsWithPrefix(p+"events.", fs)
 	fs.StringVar(&c.RulesFile, p+"rules-file", "", "YAML rule file over the embedded defaults (empty: defaults; see internal/detect/rules.yaml)")
@@ -59,11 +54,8 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.CommitInterval, p+"commit-interval", time.Second, "how often consumed offsets are committed (only past stored and acted detections)")
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 50*time.Millisecond, "first retry backoff")
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 5*time.Second, "largest retry backoff")
-	fs.IntVar(&c.FetchMaxBytes, p+"kafka.fetch-max-bytes", 4<<20, "max bytes per fetch request per partition")
 	fs.DurationVar(&c.FetchMaxWait, p+"kafka.fetch-max-wait", 10*time.Millisecond, "longest a fetch waits at the broker for new messages (bounds detection latency on quiet partitions)")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to store, act and commit on shutdown")
-	fs.DurationVar(&c.SessionTimeout, p+"kafka.session-timeout", 20*time.Second, "consumer group session timeout")
-	fs.DurationVar(&c.HeartbeatInterval, p+"kafka.heartbeat-interval", 2*time.Second, "consumer group heartbeat interval")
 }
 
 // Validate reports configuration errors; the rule file is loaded and
@@ -76,17 +68,11 @@ func (c *Config) Validate() error {
 			add(field, fmt.Errorf("%w: must be > 0", config.ErrInvalid))
 		}
 	}
-	if len(c.Brokers) == 0 {
-		add("brokers", config.ErrRequired)
-	}
-	if c.GroupID == "" {
-		add("group_id", config.ErrRequired)
+	if err := c.Config.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.EventsTopic == "" {
 		add("events_topic", config.ErrRequired)
-	}
-	if c.SpansEncoding != "otlp_proto" && c.SpansEncoding != "otlp_json" {
-		add("spans_encoding", fmt.Errorf("%w: %q, want otlp_proto or otlp_json", config.ErrInvalid, c.SpansEncoding))
 	}
 	if _, err := LoadRules(c.RulesFile); err != nil {
 		add("rules_file", err)
@@ -106,7 +92,6 @@ func (c *Config) Validate() error {
 	if c.Retry.MaxBackoff < c.Retry.MinBackoff {
 		add("retry.max_backoff", fmt.Errorf("%w: must be >= min_backoff", config.ErrInvalid))
 	}
-	positive("fetch_max_bytes", int64(c.FetchMaxBytes))
 	positive("fetch_max_wait", int64(c.FetchMaxWait))
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
 	return errors.Join(errs...)

@@ -3,7 +3,6 @@ package detect
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -75,19 +74,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.SpansTopic != "" {
 		topics = append(topics, s.cfg.SpansTopic)
 	}
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                s.cfg.GroupID,
-		Brokers:           s.cfg.Brokers,
-		Topics:            topics,
-		StartOffset:       kafka.FirstOffset,
-		SessionTimeout:    s.cfg.SessionTimeout,
-		RebalanceTimeout:  s.cfg.SessionTimeout,
-		HeartbeatInterval: s.cfg.HeartbeatInterval,
-		JoinGroupBackoff:  time.Second,
-		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { s.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...)) }),
-	})
+	group, err := s.cfg.NewGroup(topics, s.log)
 	if err != nil {
-		return fmt.Errorf("consumer group: %w", err)
+		return err
 	}
 	// The sink outlives the workers by ShutdownTimeout so that their last
 	// outcomes are stored and acted on before the final commit.

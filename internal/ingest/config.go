@@ -7,27 +7,21 @@ import (
 	"time"
 
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/consumer"
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/retry"
 )
 
 // Config of the ingest service.
 type Config struct {
-	Brokers           config.StringSlice `yaml:"brokers"`
-	GroupID           string             `yaml:"group_id"`
-	SpansTopic        string             `yaml:"spans_topic"`
-	SpansEncoding     string             `yaml:"spans_encoding"`
-	EventsTopic       string             `yaml:"events_topic"`
-	DeadLetterSuffix  string             `yaml:"dead_letter_suffix"`
-	Spans             event.SpanOptions  `yaml:"spans"`
-	Events            event.EventOptions `yaml:"events"`
-	Batch             BatchConfig        `yaml:"batch"`
-	Retry             RetryConfig        `yaml:"retry"`
-	FetchMaxBytes     int                `yaml:"fetch_max_bytes"`
-	ShutdownTimeout   time.Duration      `yaml:"shutdown_timeout"`
-	SessionTimeout    time.Duration      `yaml:"session_timeout"`
-	HeartbeatInterval time.Duration      `yaml:"heartbeat_interval"`
-	LagInterval       time.Duration      `yaml:"lag_interval"`
+	consumer.Config  `yaml:",inline"`
+	DeadLetterSuffix string             `yaml:"dead_letter_suffix"`
+	Spans            event.SpanOptions  `yaml:"spans"`
+	Events           event.EventOptions `yaml:"events"`
+	Batch            BatchConfig        `yaml:"batch"`
+	Retry            RetryConfig        `yaml:"retry"`
+	ShutdownTimeout  time.Duration      `yaml:"shutdown_timeout"`
+	LagInterval      time.Duration      `yaml:"lag_interval"`
 }
 
 // BatchConfig: a partition's batch is flushed when any limit is reached.
@@ -49,11 +43,12 @@ type RetryConfig = retry.Config
 
 // RegisterFlagsWithPrefix binds the config to flags (prefix e.g. "ingest.").
 func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
-	config.StringSliceVar(fs, (*[]string)(&c.Brokers), p+"kafka.brokers", []string{"127.0.0.1:9092"}, "Kafka bootstrap brokers")
-	fs.StringVar(&c.GroupID, p+"kafka.group-id", "agentaudit-ingest", "consumer group")
-	fs.StringVar(&c.SpansTopic, p+"kafka.spans-topic", "otlp_spans", "topic of OTLP ExportTraceServiceRequest messages (as the Collector's kafkaexporter writes them); empty disables")
-	fs.StringVar(&c.SpansEncoding, p+"kafka.spans-encoding", "otlp_proto", "encoding of the spans topic: otlp_proto or otlp_json")
-	fs.StringVar(&c.EventsTopic, p+"kafka.events-topic", "agent_audit_events", "topic of JSON audit events; empty disables")
+	c.Config.RegisterFlagsWithPrefix(p, fs, consumer.Usage{
+		GroupDefault: "agentaudit-ingest",
+		Group:        "consumer group",
+		SpansTopic:   "topic of OTLP ExportTraceServiceRequest messages (as the Collector's kafkaexporter writes them); empty disables",
+		EventsTopic:  "topic of JSON audit events; empty disables",
+	})
 	fs.StringVar(&c.DeadLetterSuffix, p+"kafka.dead-letter-suffix", "_dlq", "dead-letter topic = source topic + this suffix")
 	c.Spans.RegisterFlagsWithPrefix(p+"spans.", fs)
 	c.Events.RegisterFlagsWithPrefix(p+"events.", fs)
@@ -63,10 +58,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.Batch.EventsMaxAge, p+"batch.events-max-age", 250*time.Millisecond, "batch.max-age for the audit events topic (how soon an event is queryable and provable at low traffic)")
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 100*time.Millisecond, "first retry backoff")
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 10*time.Second, "largest retry backoff")
-	fs.IntVar(&c.FetchMaxBytes, p+"kafka.fetch-max-bytes", 4<<20, "max bytes per fetch request per partition")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to flush and commit on shutdown or rebalance")
-	fs.DurationVar(&c.SessionTimeout, p+"kafka.session-timeout", 20*time.Second, "consumer group session timeout")
-	fs.DurationVar(&c.HeartbeatInterval, p+"kafka.heartbeat-interval", 2*time.Second, "consumer group heartbeat interval")
 	fs.DurationVar(&c.LagInterval, p+"kafka.lag-interval", 15*time.Second, "how often to measure the group's lag (high watermark - committed offset) per partition")
 }
 
@@ -79,17 +71,11 @@ func (c *Config) Validate() error {
 			add(field, fmt.Errorf("%w: must be > 0", config.ErrInvalid))
 		}
 	}
-	if len(c.Brokers) == 0 {
-		add("brokers", config.ErrRequired)
-	}
-	if c.GroupID == "" {
-		add("group_id", config.ErrRequired)
+	if err := c.Config.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.SpansTopic == "" && c.EventsTopic == "" {
 		add("spans_topic", fmt.Errorf("%w: at least one of spans_topic and events_topic", config.ErrRequired))
-	}
-	if c.SpansEncoding != "otlp_proto" && c.SpansEncoding != "otlp_json" {
-		add("spans_encoding", fmt.Errorf("%w: %q, want otlp_proto or otlp_json", config.ErrInvalid, c.SpansEncoding))
 	}
 	if c.DeadLetterSuffix == "" {
 		add("dead_letter_suffix", config.ErrRequired)
@@ -102,7 +88,6 @@ func (c *Config) Validate() error {
 	if c.Retry.MaxBackoff < c.Retry.MinBackoff {
 		add("retry.max_backoff", fmt.Errorf("%w: must be >= min_backoff", config.ErrInvalid))
 	}
-	positive("fetch_max_bytes", int64(c.FetchMaxBytes))
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
 	positive("kafka.lag_interval", int64(c.LagInterval))
 	return errors.Join(errs...)

@@ -107,19 +107,9 @@ func (s *Service) Run(ctx context.Context) error {
 	for t := range s.codecs {
 		topics = append(topics, t)
 	}
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                s.cfg.GroupID,
-		Brokers:           s.cfg.Brokers,
-		Topics:            topics,
-		StartOffset:       kafka.FirstOffset,
-		SessionTimeout:    s.cfg.SessionTimeout,
-		RebalanceTimeout:  s.cfg.SessionTimeout,
-		HeartbeatInterval: s.cfg.HeartbeatInterval,
-		JoinGroupBackoff:  time.Second,
-		ErrorLogger:       kafka.LoggerFunc(func(msg string, args ...any) { s.log.Warn("kafka consumer group", "detail", fmt.Sprintf(msg, args...)) }),
-	})
+	group, err := s.cfg.NewGroup(topics, s.log)
 	if err != nil {
-		return fmt.Errorf("consumer group: %w", err)
+		return err
 	}
 	if s.signer != nil {
 		// Deferred first, so it stops last: after every worker signed its
