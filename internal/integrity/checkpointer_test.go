@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestCheckpointerSignsGrownLogsInOneInsert: one tick stores a checkpoint
@@ -139,4 +142,46 @@ func TestCheckpointerConcurrentWithAppends(t *testing.T) {
 		}
 	}
 	t.Logf("%d checkpoints stored while appending %d leaves", len(cps), len(evs))
+}
+
+// Two checkpoints signed from the same state (the Checkpointer's tick and a
+// worker's last checkpoint, racing) are both recorded, and each event's
+// proof lag is observed once.
+func TestOverlappingCheckpointsCountEachEventOnce(t *testing.T) {
+	ctx := context.Background()
+	conn := newDB(t)
+	signer := newSigner(t, seedLine(t))
+	reg := prometheus.NewRegistry()
+	if err := signer.Instrument(reg); err != nil {
+		t.Fatal(err)
+	}
+	evs := simEvents(t, 10, 1)[0]
+	l, err := OpenLog(ctx, conn, signer, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	always := func(time.Time, time.Time) bool { return true }
+	a, okA := l.snapshot(always)
+	b, okB := l.snapshot(always)
+	if !okA || !okB {
+		t.Fatal("no snapshot of a grown log")
+	}
+	l.covered(a)
+	l.covered(b)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "agentaudit_integrity_proof_lag_seconds" {
+			if n := mf.GetMetric()[0].GetHistogram().GetSampleCount(); n != uint64(len(evs)) {
+				t.Fatalf("proof lag observed %d times for %d events", n, len(evs))
+			}
+			return
+		}
+	}
+	t.Fatal("proof lag histogram not gathered")
 }

@@ -79,8 +79,11 @@ type Log struct {
 	cpSize  uint64
 	cpTime  time.Time
 	// pending: for each leaf not yet covered by a stored checkpoint, the
-	// time its event was written (for the proof lag metric).
+	// time its event was written (for the proof lag metric); dropped counts
+	// the entries already removed from its front, so that a snapshot's
+	// position in it stays valid when another checkpoint covers first.
 	pending []time.Time
+	dropped int
 }
 
 // leafRow is one row of merkle_leaves.
@@ -284,7 +287,7 @@ func (l *Log) Checkpoint(ctx context.Context, force bool) (*Checkpoint, error) {
 type signed struct {
 	l       *Log
 	cp      *Checkpoint
-	pending int // leading entries of l.pending the checkpoint covers
+	pending int // entries of l.pending the checkpoint covers, counted from the first ever
 }
 
 // snapshot signs the current tree if it grew since the last stored
@@ -299,7 +302,7 @@ func (l *Log) snapshot(due func(now, last time.Time) bool) (signed, bool) {
 	}
 	cp := l.signer.sign(l.id, size, l.root(), now)
 	cp.Range = slices.Clone(l.rng.Hashes()) // Append changes the range's slice in place
-	return signed{l: l, cp: cp, pending: len(l.pending)}, true
+	return signed{l: l, cp: cp, pending: l.dropped + len(l.pending)}, true
 }
 
 // covered records that s's checkpoint is stored.
@@ -309,14 +312,18 @@ func (l *Log) covered(s signed) {
 	if s.cp.Size > l.cpSize {
 		l.cpSize, l.cpTime = s.cp.Size, s.cp.TS
 	}
+	// Two checkpoints of the same size may be stored concurrently (the
+	// Checkpointer and a worker's last one): each entry is counted once.
+	n := max(s.pending-l.dropped, 0)
 	if m := l.signer.metrics; m != nil {
 		m.checkpoints.Inc()
 		done := time.Now()
-		for _, t := range l.pending[:s.pending] {
+		for _, t := range l.pending[:n] {
 			m.proofLag.Observe(done.Sub(t).Seconds())
 		}
 	}
-	l.pending = append(l.pending[:0], l.pending[s.pending:]...)
+	l.pending = append(l.pending[:0], l.pending[n:]...)
+	l.dropped += n
 }
 
 // publish writes cp's note to dir atomically (temp file + rename).
