@@ -536,9 +536,10 @@ func BenchmarkAppend(b *testing.B) {
 func BenchmarkLeafHash(b *testing.B) {
 	evs := simEvents(b, 50, 1)[0]
 	b.ReportAllocs()
+	var enc leafEncoder
 	for i := 0; b.Loop(); i++ {
 		ev := evs[i%len(evs)].Event
-		_, _ = leafAndDigest(ev)
+		_, _ = enc.leafAndDigest(ev)
 	}
 }
 
@@ -716,4 +717,21 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(evs)), "ns/event")
+}
+
+// TestJSONPlainMatchesEncodingJSON: the eight-bytes-at-a-time test says
+// "plain" exactly when encoding/json writes the string as itself, for every
+// byte value at every position of a word and of the tail.
+func TestJSONPlainMatchesEncodingJSON(t *testing.T) {
+	for c := range 256 {
+		for pos := range 19 {
+			b := []byte(strings.Repeat("a", 19))
+			b[pos] = byte(c)
+			s := string(b)
+			j, _ := json.Marshal(s)
+			if want := string(j) == `"`+s+`"`; jsonPlain(s) != want {
+				t.Fatalf("byte %#x at %d: jsonPlain=%v, encoding/json writes it as itself: %v", c, pos, !want, want)
+			}
+		}
+	}
 }

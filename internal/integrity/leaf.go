@@ -2,11 +2,15 @@ package integrity
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"hash/crc32"
 	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"github.com/transparency-dev/merkle/rfc6962"
 
@@ -47,42 +51,13 @@ const FieldDigestSize = 2
 //     sorted keys, nil as {};
 //   - event_id in its canonical lower-case UUID form; integers in decimal.
 func Canonical(ev *event.AuditEvent) []byte {
-	vals := fieldValues(ev)
-	return canonicalOf(&vals)
-}
-
-func canonicalOf(vals *[len(fieldNames)][]byte) []byte {
-	n := 2 + len(`"leaf_format":`) + len(LeafFormat) + 3
-	for i, v := range vals {
-		n += len(fieldNames[i]) + 4 + len(v)
-	}
-	b := make([]byte, 0, n)
-	b = append(b, '{')
-	for i, v := range vals {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if fieldNames[i] == "parent_identity" { // "leaf_format" sorts right before it
-			b = append(b, `"leaf_format":"`+LeafFormat+`",`...)
-		}
-		b = append(b, '"')
-		b = append(b, fieldNames[i]...)
-		b = append(b, '"', ':')
-		b = append(b, v...)
-	}
-	return append(b, '}')
+	var e leafEncoder
+	return e.encode(ev)
 }
 
 // LeafHash is the RFC 6962 leaf hash of Canonical(ev).
 func LeafHash(ev *event.AuditEvent) []byte {
 	return rfc6962.DefaultHasher.HashLeaf(Canonical(ev))
-}
-
-// leafAndDigest returns LeafHash(ev) and FieldDigest(ev), encoding the
-// fields once.
-func leafAndDigest(ev *event.AuditEvent) ([]byte, []byte) {
-	vals := fieldValues(ev)
-	return rfc6962.DefaultHasher.HashLeaf(canonicalOf(&vals)), digestOf(&vals)
 }
 
 // FieldDigest returns FieldDigestSize bytes of the CRC-32 of each field's
@@ -92,14 +67,95 @@ func leafAndDigest(ev *event.AuditEvent) ([]byte, []byte) {
 // enough, and a change of one field is missed by the hint with probability
 // 2^-16, in which case the row is still reported as modified.
 func FieldDigest(ev *event.AuditEvent) []byte {
-	vals := fieldValues(ev)
-	return digestOf(&vals)
+	var e leafEncoder
+	e.encode(ev)
+	return e.appendDigest(nil)
 }
 
-func digestOf(vals *[len(fieldNames)][]byte) []byte {
-	out := make([]byte, 0, len(vals)*FieldDigestSize)
-	for _, v := range vals {
-		c := crc32.ChecksumIEEE(v)
+// leafEncoder writes canonical encodings into a buffer it reuses (sealing
+// encodes every stored event: no allocation per event) and remembers where
+// each field's value is, for the field digest.
+type leafEncoder struct {
+	buf []byte
+	val [len(fieldNames)][2]int // start and end of each field's value in buf
+}
+
+// encode returns Canonical(ev), valid until the next call.
+func (e *leafEncoder) encode(ev *event.AuditEvent) []byte {
+	b := append(e.buf[:0], '{')
+	for i, name := range fieldNames {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if name == "parent_identity" { // "leaf_format" sorts right before it
+			b = append(b, `"leaf_format":"`+LeafFormat+`",`...)
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+		start := len(b)
+		switch i {
+		case 0:
+			b = appendJSONString(b, ev.AgentID)
+		case 1:
+			b = appendJSONMap(b, ev.Attributes)
+		case 2:
+			b = appendJSONArray(b, ev.DelegationScope)
+		case 3:
+			b = appendUUID(b, ev.EventID)
+		case 4:
+			b = appendJSONString(b, ev.ParentIdentity)
+		case 5:
+			b = appendJSONString(b, ev.PolicyDecision)
+		case 6:
+			b = appendJSONArray(b, ev.RequiredScopes)
+		case 7:
+			b = appendJSONString(b, ev.Resource)
+		case 8:
+			b = appendJSONString(b, ev.ResourceTenantID)
+		case 9:
+			b = appendJSONString(b, ev.SchemaVersion)
+		case 10:
+			b = appendJSONString(b, ev.SpanID)
+		case 11:
+			b = strconv.AppendUint(b, uint64(ev.SrcIndex), 10)
+		case 12:
+			b = strconv.AppendUint(b, ev.SrcOffset, 10)
+		case 13:
+			b = strconv.AppendUint(b, uint64(ev.SrcPartition), 10)
+		case 14:
+			b = appendJSONString(b, ev.TenantID)
+		case 15:
+			b = appendJSONString(b, ev.TokenID)
+		case 16:
+			b = appendJSONString(b, ev.TokenType)
+		case 17:
+			b = appendJSONString(b, ev.ToolName)
+		case 18:
+			b = appendJSONString(b, ev.ToolParamsHash)
+		case 19:
+			b = appendJSONString(b, ev.TraceID)
+		case 20:
+			b = appendTimestamp(b, ev.TS)
+		}
+		e.val[i] = [2]int{start, len(b)}
+	}
+	b = append(b, '}')
+	e.buf = b
+	return b
+}
+
+// leafAndDigest returns LeafHash(ev) and FieldDigest(ev), encoding the
+// fields once.
+func (e *leafEncoder) leafAndDigest(ev *event.AuditEvent) ([]byte, []byte) {
+	h := rfc6962.DefaultHasher.HashLeaf(e.encode(ev))
+	return h, e.appendDigest(make([]byte, 0, len(fieldNames)*FieldDigestSize))
+}
+
+// appendDigest appends FieldDigest of the last encoded event.
+func (e *leafEncoder) appendDigest(out []byte) []byte {
+	for _, v := range e.val {
+		c := crc32.ChecksumIEEE(e.buf[v[0]:v[1]])
 		out = append(out, byte(c>>8), byte(c))
 	}
 	return out
@@ -121,79 +177,95 @@ func changedFields(stored, actual []byte) []string {
 	return out
 }
 
-// fieldValues encodes each field of fieldNames as canonical JSON, all
-// into one buffer (one allocation for the common event).
-func fieldValues(ev *event.AuditEvent) [len(fieldNames)][]byte {
-	n := 256 + len(ev.AgentID) + len(ev.ParentIdentity) + len(ev.Resource) + len(ev.TokenID) + len(ev.ToolParamsHash) + len(ev.TraceID)
-	for k, v := range ev.Attributes {
-		n += len(k) + len(v) + 6
-	}
-	for _, v := range ev.DelegationScope {
-		n += len(v) + 3
-	}
-	for _, v := range ev.RequiredScopes {
-		n += len(v) + 3
-	}
-	b := make([]byte, 0, n)
-	var end [len(fieldNames)]int
-	b = appendJSONString(b, ev.AgentID)
-	end[0] = len(b)
-	b = appendJSONMap(b, ev.Attributes)
-	end[1] = len(b)
-	b = appendJSONArray(b, ev.DelegationScope)
-	end[2] = len(b)
+// appendUUID appends the quoted canonical (lower-case, hyphenated) form.
+func appendUUID(b []byte, u uuid.UUID) []byte {
 	b = append(b, '"')
-	b = append(b, ev.EventID.String()...)
+	b = hex.AppendEncode(b, u[0:4])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, u[4:6])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, u[6:8])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, u[8:10])
+	b = append(b, '-')
+	b = hex.AppendEncode(b, u[10:16])
+	return append(b, '"')
+}
+
+// appendTimestamp appends the quoted RFC 3339 UTC form with nine fractional
+// digits, as time's "2006-01-02T15:04:05.000000000Z07:00" layout writes it.
+func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 { // not storable in ClickHouse; keep time's own form
+		b = append(b, '"')
+		b = t.AppendFormat(b, "2006-01-02T15:04:05.000000000Z07:00")
+		return append(b, '"')
+	}
+	hour, minute, sec := t.Clock()
 	b = append(b, '"')
-	end[3] = len(b)
-	for i, v := range []string{ev.ParentIdentity, ev.PolicyDecision} {
-		b = appendJSONString(b, v)
-		end[4+i] = len(b)
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond(), 9)
+	return append(b, 'Z', '"')
+}
+
+// appendDigits appends v (≥ 0) in decimal, zero-padded to width digits.
+func appendDigits(b []byte, v, width int) []byte {
+	n := len(b)
+	for range width {
+		b = append(b, '0')
 	}
-	b = appendJSONArray(b, ev.RequiredScopes)
-	end[6] = len(b)
-	for i, v := range []string{ev.Resource, ev.ResourceTenantID, ev.SchemaVersion, ev.SpanID} {
-		b = appendJSONString(b, v)
-		end[7+i] = len(b)
+	for i := len(b) - 1; i >= n; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
 	}
-	b = strconv.AppendUint(b, uint64(ev.SrcIndex), 10)
-	end[11] = len(b)
-	b = strconv.AppendUint(b, ev.SrcOffset, 10)
-	end[12] = len(b)
-	b = strconv.AppendUint(b, uint64(ev.SrcPartition), 10)
-	end[13] = len(b)
-	for i, v := range []string{ev.TenantID, ev.TokenID, ev.TokenType, ev.ToolName, ev.ToolParamsHash, ev.TraceID} {
-		b = appendJSONString(b, v)
-		end[14+i] = len(b)
-	}
-	b = append(b, '"')
-	b = ev.TS.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000000Z07:00")
-	b = append(b, '"')
-	end[20] = len(b)
-	var vals [len(fieldNames)][]byte
-	start := 0
-	for i, e := range end {
-		vals[i] = b[start:e:e]
-		start = e
-	}
-	return vals
+	return b
 }
 
 // jsonString is appendJSONString to a new slice.
 func jsonString(s string) []byte { return appendJSONString(nil, s) }
 
+// jsonPlain reports whether encoding/json writes s as itself between
+// quotes: ASCII without control characters, '"', '\\', '<', '>' or '&'.
+// Eight bytes at a time: each test below is non-zero exactly when some byte
+// of x has the property (bytes below n: (x - n·lsb) &^ x & msb, for
+// n ≤ 0x80; bytes equal to c: those below 1 after XOR with c·lsb).
+func jsonPlain(s string) bool {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	below := func(x, n uint64) uint64 { return (x - n*lsb) &^ x & msb }
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if x&msb|below(x, 0x20)|below(x^('"'*lsb), 1)|below(x^('\\'*lsb), 1)|
+			below(x^('<'*lsb), 1)|below(x^('>'*lsb), 1)|below(x^('&'*lsb), 1) != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 // appendJSONString appends s as encoding/json writes it (HTML characters
 // escaped), or {"invalid_utf8_base64":...} when s is not valid UTF-8.
 func appendJSONString(dst []byte, s string) []byte {
 	// Fast path, byte-identical to encoding/json: nothing to escape.
-	plain := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
-			plain = false
-			break
-		}
-	}
+	plain := jsonPlain(s)
 	if plain {
 		dst = append(dst, '"')
 		dst = append(dst, s...)

@@ -203,8 +203,19 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	}
 	start := time.Now()
 	size := l.rng.End()
-	hashes := make([][]byte, len(evs))
-	digests := make([][]byte, len(evs))
+	// Column by column: one conversion per column, not one per value.
+	var (
+		logIDs    = make([]string, len(evs))
+		indexes   = make([]uint64, len(evs))
+		offsets   = make([]uint64, len(evs))
+		eventIDs  = make([]uuid.UUID, len(evs))
+		tenants   = make([]string, len(evs))
+		times     = make([]time.Time, len(evs))
+		hashes    = make([]string, len(evs))
+		digests   = make([]string, len(evs))
+		enc       leafEncoder
+		digestBuf []byte
+	)
 	tok := sha256.New()
 	prev := l.lastOff
 	for i, s := range evs {
@@ -213,8 +224,12 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 			return fmt.Errorf("append to %s at offset %d: %w", l.id, s.Offset, ErrOutOfOrder)
 		}
 		prev = s.Offset
-		hashes[i], digests[i] = leafAndDigest(ev)
-		tok.Write(hashes[i])
+		h := rfc6962.DefaultHasher.HashLeaf(enc.encode(ev))
+		tok.Write(h)
+		digestBuf = enc.appendDigest(digestBuf[:0])
+		logIDs[i], indexes[i], offsets[i] = l.id, size+uint64(i), uint64(s.Offset)
+		eventIDs[i], tenants[i], times[i] = ev.EventID, ev.TenantID, ev.TS
+		hashes[i], digests[i] = string(h), string(digestBuf)
 	}
 	// Sending the same leaves at the same index again (a retry, or a
 	// restarted worker re-sealing what a lost ack had already stored) gives
@@ -225,11 +240,10 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	if err != nil {
 		return fmt.Errorf("prepare merkle_leaves insert: %w", err)
 	}
-	for i, s := range evs {
-		ev := s.Event
-		if err := batch.Append(l.id, size+uint64(i), uint64(s.Offset), ev.EventID, ev.TenantID, ev.TS, string(hashes[i]), string(digests[i])); err != nil {
+	for i, col := range []any{logIDs, indexes, offsets, eventIDs, tenants, times, hashes, digests} {
+		if err := batch.Column(i).Append(col); err != nil {
 			_ = batch.Abort()
-			return fmt.Errorf("append leaf: %w", err)
+			return fmt.Errorf("append leaves: %w", err)
 		}
 	}
 	if err := batch.Send(); err != nil {
@@ -238,7 +252,7 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, h := range hashes {
-		if err := l.rng.Append(h, nil); err != nil {
+		if err := l.rng.Append([]byte(h), nil); err != nil {
 			return fmt.Errorf("extend compact range: %w", err)
 		}
 	}

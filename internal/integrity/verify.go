@@ -375,6 +375,7 @@ type merger struct {
 	rep      *Report
 	firstOff int64 // offset of the first leaf, -1 before it
 	lastOff  int64 // offset of the latest leaf
+	enc      leafEncoder
 }
 
 func (m *merger) finding(ev *event.AuditEvent) RowFinding {
@@ -412,7 +413,7 @@ func (m *merger) leaf(r *leafRow) error {
 			m.noLeaf(false)
 		} else {
 			m.sum.Rows++
-			h, d := leafAndDigest(ev)
+			h, d := m.enc.leafAndDigest(ev)
 			if bytes.Equal(h, []byte(r.LeafHash)) {
 				matched = true
 			} else {
