@@ -30,5 +30,5 @@ type appended struct {
 type sealer interface {
 	// takeSealed returns the events to seal appended since the last call,
 	// in offset order, and forgets them.
-	takeSealed() []integrity.Sealed
+	takeSealed() []integrity.Leaf
 }

@@ -13,10 +13,11 @@ type eventCodec struct {
 	// With sealing on, every valid event of the batch (stored now or by an
 	// earlier owner) is kept for the integrity log, in offset order.
 	sealing bool
-	sealed  []integrity.Sealed
+	sealer  integrity.Sealer
+	sealed  []integrity.Leaf
 }
 
-func (c *eventCodec) takeSealed() []integrity.Sealed {
+func (c *eventCodec) takeSealed() []integrity.Leaf {
 	s := c.sealed
 	c.sealed = nil // the tail stage still reads s while the next batch fills
 	return s
@@ -38,22 +39,20 @@ func (c *eventCodec) appendTo(msg kafka.Message, stored *storedSet) (appended, e
 	if err != nil {
 		return appended{}, err
 	}
+	e.SrcPartition, e.SrcOffset, e.SrcIndex = uint16(msg.Partition), uint64(msg.Offset), 0
 	if c.sealing {
 		// Sealed from the message as decoded, never from ClickHouse, and
 		// also when an earlier owner stored the row but died before its leaf
-		// was written.
-		ev := e
-		ev.SrcPartition, ev.SrcOffset, ev.SrcIndex = uint16(msg.Partition), uint64(msg.Offset), 0
-		sl := integrity.Sealed{Offset: msg.Offset, Event: &ev}
+		// was written. Only the leaf is kept, not the event.
+		sl := integrity.Sealed{Offset: msg.Offset, Event: &e}
 		if msg.Time.Unix() > 0 { // a producer that set no timestamp sent 0
 			sl.Written = msg.Time
 		}
-		c.sealed = append(c.sealed, sl)
+		c.sealed = append(c.sealed, c.sealer.Leaf(sl))
 	}
 	if stored.has(msg.Offset, 0) {
 		return appended{skipped: 1}, nil
 	}
-	e.SrcPartition, e.SrcOffset, e.SrcIndex = uint16(msg.Partition), uint64(msg.Offset), 0
 	c.blk.append(&e)
 	return appended{}, nil
 }

@@ -93,7 +93,7 @@ type worker struct {
 // tail stage: its events to seal (nil when not sealing) and the offsets to
 // commit past.
 type flushed struct {
-	sealed      []integrity.Sealed
+	sealed      []integrity.Leaf
 	first, last int64
 	start       time.Time // when its flush began
 }
@@ -433,7 +433,7 @@ func (w *worker) runTail() {
 		// insert and one commit covers them all. Under a backlog this
 		// amortises the round trips; with live traffic the queue is empty
 		// and a batch is sealed as soon as it is stored.
-		var sealed []integrity.Sealed
+		var sealed []integrity.Leaf
 		last, start := f.last, f.start
 		sealed = append(sealed, f.sealed...)
 	more:
@@ -450,7 +450,7 @@ func (w *worker) runTail() {
 			}
 		}
 		for attempt := 0; len(sealed) > 0; attempt++ {
-			err := w.seal.Append(ctx, sealed)
+			err := w.seal.AppendLeaves(ctx, sealed)
 			if err == nil {
 				break
 			}

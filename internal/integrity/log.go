@@ -185,56 +185,101 @@ func (l *Log) root() []byte {
 	return root
 }
 
-// Append seals evs, given in increasing offset order, as the next leaves.
-// Offsets <= LastOffset are redeliveries and ignored. The new leaves are
-// written in ONE insert whose insert_deduplication_token is derived from
-// their content, so a retry after an unknown outcome is deduplicated by the
-// server; the in-memory state advances only after ClickHouse acknowledged.
-// On error nothing changed in memory and the call can be retried (or the
-// Log dropped and reopened).
+// Leaf is one event ready to append, as a Sealer computed it from the event
+// decoded from Kafka: what merkle_leaves stores about it and, in Written,
+// when it was written to Kafka (the message timestamp), the start of its
+// proof lag; zero means unknown and the lag counts from the append.
+type Leaf struct {
+	Offset    int64 // Kafka offset (= src_offset of the row)
+	Partition int   // src_partition of the row
+	EventID   uuid.UUID
+	TenantID  string
+	TS        time.Time
+	Written   time.Time
+	Hash      [sha256.Size]byte                       // LeafHash
+	Digest    [len(fieldNames) * FieldDigestSize]byte // FieldDigest
+}
+
+// Sealer computes leaves, reusing one encoding buffer: one per goroutine.
+type Sealer struct{ enc leafEncoder }
+
+// Leaf computes the leaf of s. Only the returned value is kept: s.Event is
+// not referenced after the call.
+func (z *Sealer) Leaf(s Sealed) Leaf {
+	ev := s.Event
+	lf := Leaf{
+		Offset: s.Offset, Partition: int(ev.SrcPartition), EventID: ev.EventID, TenantID: ev.TenantID, TS: ev.TS, Written: s.Written,
+	}
+	if ev.SrcOffset != uint64(s.Offset) {
+		lf.Partition = -1 // refused by AppendLeaves: the row would not match its leaf
+	}
+	h := sha256.New()
+	h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+	h.Write(z.enc.encode(ev))
+	h.Sum(lf.Hash[:0])
+	z.enc.appendDigest(lf.Digest[:0])
+	return lf
+}
+
+// Append seals evs, given in increasing offset order, as the next leaves:
+// AppendLeaves of their leaves.
 func (l *Log) Append(ctx context.Context, evs []Sealed) error {
+	var z Sealer
+	leaves := make([]Leaf, len(evs))
+	for i, s := range evs {
+		leaves[i] = z.Leaf(s)
+	}
+	return l.AppendLeaves(ctx, leaves)
+}
+
+// AppendLeaves appends leaves, given in increasing offset order, as the
+// next leaves of the log. Offsets <= LastOffset are redeliveries and
+// ignored. The new leaves are written in ONE insert whose
+// insert_deduplication_token is derived from their content, so a retry
+// after an unknown outcome is deduplicated by the server; the in-memory
+// state advances only after ClickHouse acknowledged. On error nothing
+// changed in memory and the call can be retried (or the Log dropped and
+// reopened).
+func (l *Log) AppendLeaves(ctx context.Context, leaves []Leaf) error {
 	first := 0
-	for first < len(evs) && evs[first].Offset <= l.lastOff {
+	for first < len(leaves) && leaves[first].Offset <= l.lastOff {
 		first++
 	}
-	evs = evs[first:]
-	if len(evs) == 0 {
+	leaves = leaves[first:]
+	if len(leaves) == 0 {
 		return nil
 	}
 	start := time.Now()
 	size := l.rng.End()
 	// Column by column: one conversion per column, not one per value.
 	var (
-		logIDs    = make([]string, len(evs))
-		indexes   = make([]uint64, len(evs))
-		offsets   = make([]uint64, len(evs))
-		eventIDs  = make([]uuid.UUID, len(evs))
-		tenants   = make([]string, len(evs))
-		times     = make([]time.Time, len(evs))
-		hashes    = make([]string, len(evs))
-		digests   = make([]string, len(evs))
-		enc       leafEncoder
-		digestBuf []byte
+		n        = len(leaves)
+		logIDs   = make([]string, n)
+		indexes  = make([]uint64, n)
+		offsets  = make([]uint64, n)
+		eventIDs = make([]uuid.UUID, n)
+		tenants  = make([]string, n)
+		times    = make([]time.Time, n)
+		hashes   = make([]string, n)
+		digests  = make([]string, n)
 	)
 	tok := sha256.New()
 	prev := l.lastOff
-	for i, s := range evs {
-		ev := s.Event
-		if s.Offset <= prev || ev.SrcOffset != uint64(s.Offset) || int(ev.SrcPartition) != l.partition {
-			return fmt.Errorf("append to %s at offset %d: %w", l.id, s.Offset, ErrOutOfOrder)
+	for i := range leaves {
+		lf := &leaves[i]
+		if lf.Offset <= prev || lf.Partition != l.partition {
+			return fmt.Errorf("append to %s at offset %d: %w", l.id, lf.Offset, ErrOutOfOrder)
 		}
-		prev = s.Offset
-		h := rfc6962.DefaultHasher.HashLeaf(enc.encode(ev))
-		tok.Write(h)
-		digestBuf = enc.appendDigest(digestBuf[:0])
-		logIDs[i], indexes[i], offsets[i] = l.id, size+uint64(i), uint64(s.Offset)
-		eventIDs[i], tenants[i], times[i] = ev.EventID, ev.TenantID, ev.TS
-		hashes[i], digests[i] = string(h), string(digestBuf)
+		prev = lf.Offset
+		tok.Write(lf.Hash[:])
+		logIDs[i], indexes[i], offsets[i] = l.id, size+uint64(i), uint64(lf.Offset)
+		eventIDs[i], tenants[i], times[i] = lf.EventID, lf.TenantID, lf.TS
+		hashes[i], digests[i] = string(lf.Hash[:]), string(lf.Digest[:])
 	}
 	// Sending the same leaves at the same index again (a retry, or a
 	// restarted worker re-sealing what a lost ack had already stored) gives
 	// the same token, so the server drops the duplicate block.
-	token := fmt.Sprintf("leaves:%s:%d:%d:%s", l.id, size, len(evs), hex.EncodeToString(tok.Sum(nil)[:16]))
+	token := fmt.Sprintf("leaves:%s:%d:%d:%s", l.id, size, n, hex.EncodeToString(tok.Sum(nil)[:16]))
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
 	batch, err := l.conn.PrepareBatch(ctx, "INSERT INTO merkle_leaves (log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest)")
 	if err != nil {
@@ -247,22 +292,23 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 		}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d leaves into merkle_leaves: %w", len(evs), err)
+		return fmt.Errorf("insert %d leaves into merkle_leaves: %w", n, err)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, h := range hashes {
-		if err := l.rng.Append([]byte(h), nil); err != nil {
+	for i := range leaves {
+		h := leaves[i].Hash // a copy: the range may keep it, not leaves
+		if err := l.rng.Append(h[:], nil); err != nil {
 			return fmt.Errorf("extend compact range: %w", err)
 		}
 	}
 	l.lastOff = prev
 	if m := l.signer.metrics; m != nil {
-		m.leaves.Add(float64(len(evs)))
+		m.leaves.Add(float64(n))
 		done := time.Now()
 		m.appendSecs.Observe(done.Sub(start).Seconds())
-		for _, s := range evs {
-			w := s.Written
+		for i := range leaves {
+			w := leaves[i].Written
 			if w.IsZero() {
 				w = done
 			}
