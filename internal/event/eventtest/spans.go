@@ -199,6 +199,16 @@ func RejectedSpans(now time.Time) []SpanCase {
 				rs.Resource().Attributes().PutStr("k", BadUTF8)
 			})
 		}, reason: event.ReasonInvalidUTF8},
+		{name: "invalid UTF-8 in the resource of a resource without spans", td: func() ptrace.Traces {
+			td := b.mod(func(ptrace.ResourceSpans, ptrace.ScopeSpans, ptrace.Span) {})
+			td.ResourceSpans().AppendEmpty().Resource().Attributes().PutStr("k", BadUTF8)
+			return td
+		}, reason: event.ReasonInvalidUTF8},
+		{name: "invalid UTF-8 in the scope of a scope without spans", td: func() ptrace.Traces {
+			return b.mod(func(rs ptrace.ResourceSpans, _ ptrace.ScopeSpans, _ ptrace.Span) {
+				rs.ScopeSpans().AppendEmpty().Scope().SetVersion(BadUTF8)
+			})
+		}, reason: event.ReasonInvalidUTF8},
 		{name: "invalid UTF-8 in scope name", td: func() ptrace.Traces {
 			return b.mod(func(_ ptrace.ResourceSpans, ss ptrace.ScopeSpans, _ ptrace.Span) { ss.Scope().SetName(BadUTF8) })
 		}, reason: event.ReasonInvalidUTF8},
