@@ -66,12 +66,12 @@ func TestRetentionCommands(t *testing.T) {
 		return out.String()
 	}
 	out := run(retentionConfig{action: "apply", DryRun: true})
-	for _, want := range []string{"-- " + db + ".spans: would change", "MODIFY TTL start_time + toIntervalDay(7) TO VOLUME 'cold'", db + ".query_audit: would change", "-- 5 tables would change"} {
+	for _, want := range []string{"-- " + db + ".spans: would change", "MODIFY TTL start_time + toIntervalDay(7) TO VOLUME 'cold'", db + ".query_audit: would change", db + ".trace_index: would change", "-- 6 tables would change"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("dry run output lacks %q:\n%s", want, out)
 		}
 	}
-	if out := run(retentionConfig{action: "apply", By: "ops"}); !strings.Contains(out, "-- 5 tables changed") {
+	if out := run(retentionConfig{action: "apply", By: "ops"}); !strings.Contains(out, "-- 6 tables changed") {
 		t.Fatalf("apply:\n%s", out)
 	}
 	if out := run(retentionConfig{action: "apply", By: "ops"}); !strings.Contains(out, "-- 0 tables changed") {
@@ -89,7 +89,7 @@ func TestRetentionCommands(t *testing.T) {
 		t.Fatalf("holds:\n%s", out)
 	}
 	out = run(retentionConfig{action: "status"})
-	for _, want := range []string{"policy: applied; active legal holds: 1", db + ".audit_events TTL: ts + toIntervalDay(30) TO VOLUME 'cold'", db + ".query_audit TTL: ts + toIntervalDay(90) TO VOLUME 'cold'"} {
+	for _, want := range []string{"policy: applied; active legal holds: 1", db + ".audit_events TTL: ts + toIntervalDay(30) TO VOLUME 'cold'", db + ".query_audit TTL: ts + toIntervalDay(90) TO VOLUME 'cold'", db + ".trace_index TTL: (toStartOfDay(hour) + toIntervalDay(2)) + toIntervalDay(90) WHERE (source = 'span') AND (NOT (tenant_id IN ('acme')))"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status output lacks %q:\n%s", want, out)
 		}

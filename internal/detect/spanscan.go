@@ -21,17 +21,41 @@ import (
 // the same key priorities (input_tokens over the deprecated prompt_tokens,
 // the last occurrence of a key wins), the same token-count forms, the
 // agent from the span else its resource, the tenant from the configured
-// keys in order, span before resource. Anything it does not handle exactly
-// — a malformed message, a non-string value for one of the fields it reads,
-// a value too long or not UTF-8, a timestamp outside the accepted window,
-// the deprecated InstrumentationLibrarySpans, otlp_json — goes to
-// event.DecodeSpans, so a message is read alike either way (the tests
-// compare the two on simulator traffic and on mutated messages). What it
-// does not check are the fields it does not read: a message ingest
-// dead-letters for, say, an over-long span name still has its tokens
-// counted here.
+// keys in order, span before resource.
+//
+// It must also accept exactly the messages ingest stores: a message ingest
+// dead-letters (event.DecodeSpans rejects it, as a whole: ingest never
+// keeps part of a message) must count for nothing here. So the scanner
+// reads only messages it can prove DecodeSpans accepts, and leaves every
+// other one to event.DecodeSpans, whose answer is then ingest's:
+//   - the structure is DecodeSpans' own first pass (event.CheckSpansProto:
+//     pdata's wire rules, id lengths, nesting) and gives the span count;
+//   - the size, span, attribute (span + resource + scope, and per event and
+//     link), event and link limits are counted as DecodeSpans counts them;
+//   - every string DecodeSpans checks (names, trace states, status
+//     messages, scope name and version, event names, keys and values of
+//     every attribute set) is checked against its byte limit and UTF-8;
+//   - every timestamp (start, end, events) against the window, and ids.
+//
+// Where DecodeSpans' check is more than a length and UTF-8 test, the
+// scanner accepts less and falls back more: an attribute value must be a
+// string, int, double, bool, empty, or an array of plain ASCII strings
+// whose JSON fits the limit; a map, bytes, a value of several fields or a
+// KeyValue with several values goes to DecodeSpans. So does a non-string
+// value for one of the fields it reads, the deprecated
+// InstrumentationLibrarySpans and otlp_json. The tests run the corpus of
+// rejected messages ingest's tests use (eventtest) and damaged simulator
+// messages through both and require the same decision on each. The checks
+// about doubled the scanner's time (still about half of DecodeSpans' on
+// simulator traffic, which never falls back).
+//
+// Two things agreement still depends on: the detector's spans limits
+// (Config.Spans) must be ingest's (both default alike), and the timestamp
+// window is measured when each service reads the message, so a span at the
+// very edge of MaxAge can be inside it for one and outside for the other.
 type spanScanner struct {
-	opts event.SpanOptions
+	opts event.SpanOptions // with its defaults
+	lim  *event.Limits     // &opts.Limits
 	// wantLen[n]: some key the scanner reads is n bytes long (n < 64): a
 	// length check rejects nearly every other attribute without comparing
 	// bytes; longer keys are compared.
@@ -46,30 +70,9 @@ type spanScanner struct {
 var errScanFallback = errors.New("span scanner: fall back to the full decoder")
 
 func newSpanScanner(opts event.SpanOptions) *spanScanner {
-	def := event.DefaultSpanOptions()
-	if len(opts.TenantAttributes) == 0 {
-		opts.TenantAttributes = def.TenantAttributes
-	}
-	if opts.UnknownTenant == "" {
-		opts.UnknownTenant = def.UnknownTenant
-	}
-	l, dl := &opts.Limits, def.Limits
-	if l.MaxMessageBytes <= 0 {
-		l.MaxMessageBytes = dl.MaxMessageBytes
-	}
-	if l.MaxSpansPerMessage <= 0 {
-		l.MaxSpansPerMessage = dl.MaxSpansPerMessage
-	}
-	if l.MaxAttributeValueBytes <= 0 {
-		l.MaxAttributeValueBytes = dl.MaxAttributeValueBytes
-	}
-	if l.MaxAge <= 0 {
-		l.MaxAge = dl.MaxAge
-	}
-	if l.MaxFuture <= 0 {
-		l.MaxFuture = dl.MaxFuture
-	}
+	opts = opts.WithDefaults()
 	sc := &spanScanner{opts: opts, tenant: make([]string, len(opts.TenantAttributes)), res: make([]string, len(opts.TenantAttributes))}
+	sc.lim = &sc.opts.Limits
 	for _, k := range append([]string{event.KeyOperationName, event.KeyAgentID, event.KeyInputTokens, event.KeyPromptTokens,
 		event.KeyOutputTokens, event.KeyCompletionTokens}, opts.TenantAttributes...) {
 		if len(k) < len(sc.wantLen) {
@@ -105,17 +108,24 @@ type wire struct {
 // next reads the field at *pos (< end) of b.
 func next(b []byte, pos *int, end int) (wire, error) {
 	// Fast path: what OTLP encoders write almost everywhere, a one-byte tag
-	// and a one-byte length or varint.
-	if p := *pos; end-p >= 2 && b[p] < 0x80 && b[p+1] < 0x80 && b[p]>>3 != 0 {
+	// and a one-byte length or varint, or a fixed64 (timestamps).
+	if p := *pos; end-p >= 2 && b[p] < 0x80 && b[p]>>3 != 0 {
 		switch t := b[p]; t & 7 {
 		case 2:
-			if e := p + 2 + int(b[p+1]); e <= end {
+			if e := p + 2 + int(b[p+1]); b[p+1] < 0x80 && e <= end {
 				*pos = e
 				return wire{num: uint64(t >> 3), typ: 2, s: p + 2, e: e}, nil
 			}
 		case 0:
-			*pos = p + 2
-			return wire{num: uint64(t >> 3), v: uint64(b[p+1])}, nil
+			if b[p+1] < 0x80 {
+				*pos = p + 2
+				return wire{num: uint64(t >> 3), v: uint64(b[p+1])}, nil
+			}
+		case 1:
+			if p+9 <= end {
+				*pos = p + 9
+				return wire{num: uint64(t >> 3), typ: 1, v: binary.LittleEndian.Uint64(b[p+1:])}, nil
+			}
 		}
 	}
 	return nextSlow(b, pos, end)
@@ -165,89 +175,174 @@ func nextSlow(b []byte, pos *int, end int) (wire, error) {
 
 // anyValue is an OTLP AnyValue as far as the scanner reads it.
 type anyValue struct {
-	kind byte   // 0 none, 's' string, 'i' int, 'd' double, 'o' other
+	kind byte   // 0 none, 's' string, 'i' int, 'd' double, 'o' other (bool, array)
 	s    []byte // a string's bytes in the message
 	v    uint64
 }
 
+// checkStr is DecodeSpans' test of a stored string: within the value limit
+// and valid UTF-8.
+func (sc *spanScanner) checkStr(s []byte) error {
+	if len(s) > sc.lim.MaxAttributeValueBytes || !utf8.Valid(s) {
+		return errScanFallback
+	}
+	return nil
+}
+
+// anyValue reads an AnyValue and checks that DecodeSpans stores it: one
+// field, a string that passes checkStr, an int, double, bool or none, or
+// an array of plain strings (plainStrings). Anything else falls back.
 func (sc *spanScanner) anyValue(b []byte, s, e int) (anyValue, error) {
 	var a anyValue
-	for pos := s; pos < e; {
+	for pos, n := s, 0; pos < e; n++ {
 		f, err := next(b, &pos, e)
-		if err != nil {
-			return a, err
+		if err != nil || n > 0 {
+			return a, errScanFallback // several fields merge in pdata: the full decoder's business
 		}
-		switch f.num {
-		case 1:
-			if f.typ != 2 {
-				return a, errScanFallback
-			}
+		switch {
+		case f.num == 1 && f.typ == 2:
 			a = anyValue{kind: 's', s: b[f.s:f.e]}
-		case 3:
-			if f.typ != 0 {
-				return a, errScanFallback
+			if err := sc.checkStr(a.s); err != nil {
+				return a, err
 			}
-			a = anyValue{kind: 'i', v: f.v}
-		case 4:
-			if f.typ != 1 {
-				return a, errScanFallback
-			}
-			a = anyValue{kind: 'd', v: f.v}
-		case 2, 5, 6, 7:
+		case f.num == 2 && f.typ == 0:
 			a = anyValue{kind: 'o'}
-		case 8:
+		case f.num == 3 && f.typ == 0:
+			a = anyValue{kind: 'i', v: f.v}
+		case f.num == 4 && f.typ == 1:
+			a = anyValue{kind: 'd', v: f.v}
+		case f.num == 5 && f.typ == 2:
+			if !sc.plainStrings(b, f.s, f.e) {
+				return a, errScanFallback
+			}
+			a = anyValue{kind: 'o'}
+		case f.num == 8 && f.typ == 0: // string_value_strindex: no value for traces
 			a = anyValue{}
+		default: // maps, bytes, unknown fields
+			return a, errScanFallback
 		}
 	}
 	return a, nil
 }
 
-// keyValue reads a KeyValue; the value is read only for the keys the
-// scanner needs (want reports which). The key is the message's bytes.
-func (sc *spanScanner) keyValue(b []byte, s, e int, want func([]byte) bool) ([]byte, anyValue, bool, error) {
+// plainStrings reports whether the ArrayValue b[s:e] holds only strings of
+// printable ASCII other than quote and backslash whose JSON array, as DecodeSpans
+// flattens it, fits the value limit: then DecodeSpans stores it (whole or
+// element by element) without complaint.
+func (sc *spanScanner) plainStrings(b []byte, s, e int) bool {
+	size := 1 // '['
+	for pos := s; pos < e; {
+		f, err := next(b, &pos, e)
+		if err != nil || f.num != 1 || f.typ != 2 {
+			return false
+		}
+		ep := f.s
+		v, err := next(b, &ep, f.e)
+		if err != nil || ep != f.e || v.num != 1 || v.typ != 2 {
+			return false
+		}
+		for _, c := range b[v.s:v.e] {
+			if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return false
+			}
+		}
+		size += v.e - v.s + 3 // quotes, then ',' or ']'
+	}
+	return max(size, 2) <= sc.lim.MaxAttributeValueBytes
+}
+
+// keyValue reads a KeyValue and checks it as DecodeSpans stores it: the key
+// within its limit and UTF-8, the value by anyValue. The key is the
+// message's bytes.
+func (sc *spanScanner) keyValue(b []byte, s, e int) ([]byte, anyValue, error) {
+	// Fast path for what encoders write: a key (field 1) and a value
+	// (field 2) in either order — pdata writes the value first — with
+	// one-byte tags and lengths, the value a string or a small int.
+	if p := s; e-p >= 4 && b[p+1] < 0x80 {
+		if m := p + 2 + int(b[p+1]); m+2 <= e && b[m+1] < 0x80 && m+2+int(b[m+1]) == e {
+			var k []byte
+			vs, ve := -1, -1
+			switch t1, t2 := b[p], b[m]; {
+			case t1 == 0x12 && t2 == 0x0a:
+				k, vs, ve = b[m+2:e], p+2, m
+			case t1 == 0x0a && t2 == 0x12:
+				k, vs, ve = b[p+2:m], m+2, e
+			}
+			if vs >= 0 {
+				if len(k) > sc.lim.MaxAttributeKeyBytes || !utf8.Valid(k) {
+					return k, anyValue{}, errScanFallback
+				}
+				if ve-vs >= 2 && b[vs+1] < 0x80 {
+					switch b[vs] {
+					case 0x0a: // string
+						if vs+2+int(b[vs+1]) == ve {
+							v := anyValue{kind: 's', s: b[vs+2 : ve]}
+							return k, v, sc.checkStr(v.s)
+						}
+					case 0x18: // int
+						if vs+2 == ve {
+							return k, anyValue{kind: 'i', v: uint64(b[vs+1])}, nil
+						}
+					}
+				}
+				v, err := sc.anyValue(b, vs, ve)
+				return k, v, err
+			}
+		}
+	}
 	var k []byte
 	vs, ve, values := -1, -1, 0
 	for pos := s; pos < e; {
 		f, err := next(b, &pos, e)
 		if err != nil {
-			return nil, anyValue{}, false, err
+			return nil, anyValue{}, err
 		}
 		switch f.num {
 		case 1:
 			if f.typ != 2 {
-				return nil, anyValue{}, false, errScanFallback
+				return nil, anyValue{}, errScanFallback
 			}
 			k = b[f.s:f.e]
 		case 2:
 			if f.typ != 2 {
-				return nil, anyValue{}, false, errScanFallback
+				return nil, anyValue{}, errScanFallback
 			}
 			vs, ve = f.s, f.e
 			values++
 		}
 	}
-	if len(k) < len(sc.wantLen) && !sc.wantLen[len(k)] || !want(k) {
-		return k, anyValue{}, false, nil
-	}
-	if values > 1 {
-		return k, anyValue{}, false, errScanFallback // pdata merges repeated values: the full decoder's business
+	if values > 1 || len(k) > sc.lim.MaxAttributeKeyBytes || !utf8.Valid(k) {
+		return k, anyValue{}, errScanFallback // repeated values merge in pdata: the full decoder's business
 	}
 	if vs < 0 {
-		return k, anyValue{}, true, nil
+		return k, anyValue{}, nil
 	}
 	v, err := sc.anyValue(b, vs, ve)
-	return k, v, true, err
+	return k, v, err
 }
 
-// str returns v as a stored string value: a valid string, else fallback.
+// wanted reports whether the scanner reads attribute k of a span.
+func (sc *spanScanner) wanted(k []byte) bool {
+	if len(k) < len(sc.wantLen) && !sc.wantLen[len(k)] {
+		return false
+	}
+	return string(k) == event.KeyOperationName || string(k) == event.KeyAgentID || tokenKey(k) >= 0 || sc.tenantIndex(k) >= 0
+}
+
+// attribute checks one attribute of a set DecodeSpans stores as a map
+// (scope, event, link): errScanFallback unless it passes keyValue.
+func (sc *spanScanner) attribute(b []byte, s, e int) error {
+	_, _, err := sc.keyValue(b, s, e)
+	return err
+}
+
+// str returns v as a stored string value: a string (checked by anyValue)
+// or none, else fallback.
 func (sc *spanScanner) str(v anyValue) (string, error) {
 	switch v.kind {
 	case 0:
 		return "", nil
 	case 's':
-		if len(v.s) > sc.opts.Limits.MaxAttributeValueBytes || !utf8.Valid(v.s) {
-			return "", errScanFallback
-		}
 		if string(v.s) == "chat" {
 			return "chat", nil // the operation of every span that counts: no copy
 		}
@@ -284,15 +379,19 @@ func (sc *spanScanner) tenantIndex(k []byte) int {
 }
 
 func (sc *spanScanner) scan(data []byte, dst []event.Span) ([]event.Span, error) {
-	if len(data) > sc.opts.Limits.MaxMessageBytes {
+	if len(data) > sc.lim.MaxMessageBytes {
 		return dst, errScanFallback
 	}
-	now := time.Now()
-	if sc.opts.Now != nil {
-		now = sc.opts.Now()
+	spans, err := event.CheckSpansProto(data)
+	if err != nil || spans > sc.lim.MaxSpansPerMessage {
+		return dst, errScanFallback
 	}
-	sc.minNs = uint64(max(now.Add(-sc.opts.Limits.MaxAge).UnixNano(), 0))
-	sc.maxNs = uint64(now.Add(sc.opts.Limits.MaxFuture).UnixNano())
+	if spans == 0 {
+		return dst, nil // DecodeSpans accepts it as it is, and it counts for nothing
+	}
+	now := sc.opts.Now()
+	sc.minNs = uint64(max(now.Add(-sc.lim.MaxAge).UnixNano(), 0))
+	sc.maxNs = uint64(now.Add(sc.lim.MaxFuture).UnixNano())
 	base := len(dst)
 	for pos := 0; pos < len(data); {
 		f, err := next(data, &pos, len(data))
@@ -308,24 +407,25 @@ func (sc *spanScanner) scan(data []byte, dst []event.Span) ([]event.Span, error)
 		if dst, err = sc.resourceSpans(data, f.s, f.e, dst); err != nil {
 			return dst[:base], err
 		}
-		if len(dst)-base > sc.opts.Limits.MaxSpansPerMessage {
-			return dst[:base], errScanFallback
-		}
 	}
 	return dst, nil
 }
 
+// resourceSpans reads one ResourceSpans: its resource (every occurrence,
+// merged: later attributes win), then each ScopeSpans. DecodeSpans checks
+// the resource of every ResourceSpans and the scope of every ScopeSpans,
+// with spans or without, so the scanner does too.
 func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]event.Span, error) {
 	clear(sc.res)
 	var resAgent string
-	haveScope := false
+	resAttrs := 0
 	for pos := s; pos < e; {
 		f, err := next(b, &pos, e)
 		if err != nil {
 			return dst, err
 		}
 		switch f.num {
-		case 1: // Resource (occurrences merge: later attributes win)
+		case 1: // Resource
 			if f.typ != 2 {
 				return dst, errScanFallback
 			}
@@ -340,32 +440,29 @@ func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]ev
 				if rf.typ != 2 {
 					return dst, errScanFallback
 				}
-				k, v, ok, err := sc.keyValue(b, rf.s, rf.e, func(k []byte) bool { return string(k) == event.KeyAgentID || sc.tenantIndex(k) >= 0 })
+				resAttrs++
+				k, v, err := sc.keyValue(b, rf.s, rf.e)
 				if err != nil {
 					return dst, err
 				}
-				if !ok {
+				agent, tenant := string(k) == event.KeyAgentID, sc.tenantIndex(k)
+				if !agent && tenant < 0 {
 					continue
 				}
 				str, err := sc.str(v)
 				if err != nil {
 					return dst, err
 				}
-				if string(k) == event.KeyAgentID {
+				if agent {
 					resAgent = str
 				}
-				if j := sc.tenantIndex(k); j >= 0 {
-					sc.res[j] = str
+				if tenant >= 0 {
+					sc.res[tenant] = str
 				}
 			}
-		case 2:
-			haveScope = true
 		case 1000:
 			return dst, errScanFallback // InstrumentationLibrarySpans: the full decoder migrates them
 		}
-	}
-	if !haveScope {
-		return dst, nil
 	}
 	for pos := s; pos < e; {
 		f, err := next(b, &pos, e)
@@ -378,27 +475,67 @@ func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]ev
 		if f.typ != 2 {
 			return dst, errScanFallback
 		}
+		if dst, err = sc.scopeSpans(b, f.s, f.e, dst, resAgent, resAttrs); err != nil {
+			return dst, err
+		}
+	}
+	return dst, nil
+}
+
+// scopeSpans reads one ScopeSpans: its scope (checked: name, version,
+// attributes, every occurrence), then its spans. outer is the number of
+// resource attributes, counted with each span's.
+func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span, resAgent string, outer int) ([]event.Span, error) {
+	for pos := s; pos < e; {
+		f, err := next(b, &pos, e)
+		if err != nil {
+			return dst, err
+		}
+		if f.num != 1 {
+			continue
+		}
+		if f.typ != 2 {
+			return dst, errScanFallback
+		}
 		for sp := f.s; sp < f.e; {
 			sf, err := next(b, &sp, f.e)
 			if err != nil {
 				return dst, err
 			}
-			if sf.num != 2 {
-				continue
+			switch {
+			case (sf.num == 1 || sf.num == 2) && sf.typ == 2: // name, version
+				err = sc.checkStr(b[sf.s:sf.e])
+			case sf.num == 3 && sf.typ == 2:
+				outer++
+				err = sc.attribute(b, sf.s, sf.e)
+			case sf.num <= 3:
+				err = errScanFallback
 			}
-			if sf.typ != 2 {
-				return dst, errScanFallback
-			}
-			if len(dst) == cap(dst) {
-				dst = append(dst, event.Span{})
-			} else {
-				dst = dst[:len(dst)+1]
-			}
-			row := &dst[len(dst)-1]
-			*row = event.Span{}
-			if err := sc.span(b, sf.s, sf.e, row, resAgent); err != nil {
+			if err != nil {
 				return dst, err
 			}
+		}
+	}
+	for pos := s; pos < e; {
+		f, err := next(b, &pos, e)
+		if err != nil {
+			return dst, err
+		}
+		if f.num != 2 {
+			continue
+		}
+		if f.typ != 2 {
+			return dst, errScanFallback
+		}
+		if len(dst) == cap(dst) {
+			dst = append(dst, event.Span{})
+		} else {
+			dst = dst[:len(dst)+1]
+		}
+		row := &dst[len(dst)-1]
+		*row = event.Span{}
+		if err := sc.span(b, f.s, f.e, row, resAgent, outer); err != nil {
+			return dst, err
 		}
 	}
 	return dst, nil
@@ -425,72 +562,74 @@ func tokenKey(k []byte) int {
 	return -1
 }
 
-func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string) error {
+// span reads one span into row and checks everything DecodeSpans checks of
+// it; outer is the number of resource and scope attributes.
+func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string, outer int) error {
 	var (
-		trace     []byte
-		start     uint64
-		tok       [4]uint64
-		haveTok   [4]bool
-		agent, op string
+		trace, id            []byte
+		start, end           uint64
+		attrs, events, links int
+		tok                  [4]uint64
+		haveTok              [4]bool
+		agent, op            string
 	)
 	clear(sc.tenant)
-	want := func(k []byte) bool {
-		return string(k) == event.KeyOperationName || string(k) == event.KeyAgentID || tokenKey(k) >= 0 || sc.tenantIndex(k) >= 0
-	}
 	for pos := s; pos < e; {
 		f, err := next(b, &pos, e)
 		if err != nil {
 			return err
 		}
 		switch f.num {
-		case 1:
+		case 1, 2, 3, 5, 9, 11, 13, 15:
 			if f.typ != 2 {
 				return errScanFallback
 			}
-			trace = b[f.s:f.e]
-		case 7:
+		case 7, 8:
 			if f.typ != 1 {
 				return errScanFallback
 			}
+		}
+		switch f.num {
+		case 1:
+			trace = b[f.s:f.e]
+		case 2:
+			id = b[f.s:f.e]
+		case 3, 5: // trace_state, name
+			err = sc.checkStr(b[f.s:f.e])
+		case 7:
 			start = f.v
+		case 8:
+			end = f.v
 		case 9:
-			if f.typ != 2 {
-				return errScanFallback
-			}
-			k, v, ok, err := sc.keyValue(b, f.s, f.e, want)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
-			if j := sc.tenantIndex(k); j >= 0 {
-				str, err := sc.str(v)
-				if err != nil {
-					return err
-				}
-				sc.tenant[j] = str
-			}
-			switch string(k) {
-			case event.KeyOperationName:
-				if op, err = sc.str(v); err != nil {
-					return err
-				}
-			case event.KeyAgentID:
-				if agent, err = sc.str(v); err != nil {
-					return err
-				}
-			default:
-				if t := tokenKey(k); t >= 0 {
-					if n, ok := tokens(v); ok {
-						tok[t], haveTok[t] = n, true
+			attrs++
+			err = sc.spanAttribute(b, f.s, f.e, &agent, &op, &tok, &haveTok)
+		case 11:
+			events++
+			err = sc.event(b, f.s, f.e)
+		case 13:
+			links++
+			err = sc.link(b, f.s, f.e)
+		case 15: // status: its message is stored
+			for sp := f.s; sp < f.e && err == nil; {
+				var sf wire
+				if sf, err = next(b, &sp, f.e); err == nil && sf.num == 2 {
+					if sf.typ != 2 {
+						return errScanFallback
 					}
+					err = sc.checkStr(b[sf.s:sf.e])
 				}
 			}
 		}
+		if err != nil {
+			return err
+		}
 	}
-	if len(trace) != 16 || isZero(trace) || start == 0 || start < sc.minNs || start > sc.maxNs {
-		return errScanFallback // the full decoder rejects or decides
+	// What DecodeSpans rejects, checked in its order would not matter: any
+	// failure hands the message to it.
+	if attrs+outer > sc.lim.MaxAttributesPerSpan || events > sc.lim.MaxEventsPerSpan || links > sc.lim.MaxLinksPerSpan ||
+		len(trace) != 16 || isZero(trace) || isZero(id) ||
+		start == 0 || end == 0 || !sc.inWindow(start) || !sc.inWindow(end) || end < start {
+		return errScanFallback
 	}
 	row.TraceID = hex.EncodeToString(trace)
 	row.StartTime = time.Unix(0, int64(start)).UTC()
@@ -519,6 +658,101 @@ func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string
 	}
 	return nil
 }
+
+// spanAttribute checks one span attribute and reads it when the scanner
+// needs it.
+func (sc *spanScanner) spanAttribute(b []byte, s, e int, agent, op *string, tok *[4]uint64, haveTok *[4]bool) error {
+	k, v, err := sc.keyValue(b, s, e)
+	if err != nil || !sc.wanted(k) {
+		return err
+	}
+	if j := sc.tenantIndex(k); j >= 0 {
+		str, err := sc.str(v)
+		if err != nil {
+			return err
+		}
+		sc.tenant[j] = str
+	}
+	switch string(k) {
+	case event.KeyOperationName:
+		*op, err = sc.str(v)
+	case event.KeyAgentID:
+		*agent, err = sc.str(v)
+	default:
+		if t := tokenKey(k); t >= 0 {
+			if n, ok := tokens(v); ok {
+				tok[t], haveTok[t] = n, true
+			}
+		}
+	}
+	return err
+}
+
+// event checks a span event: its time in the window, its name, its
+// attributes (at most MaxAttributesPerSpan).
+func (sc *spanScanner) event(b []byte, s, e int) error {
+	var ts uint64
+	attrs := 0
+	for pos := s; pos < e; {
+		f, err := next(b, &pos, e)
+		if err != nil {
+			return err
+		}
+		switch {
+		case f.num == 1 && f.typ == 1:
+			ts = f.v
+		case f.num == 2 && f.typ == 2:
+			err = sc.checkStr(b[f.s:f.e])
+		case f.num == 3 && f.typ == 2:
+			attrs++
+			err = sc.attribute(b, f.s, f.e)
+		case f.num <= 3:
+			err = errScanFallback
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !sc.inWindow(ts) || attrs > sc.lim.MaxAttributesPerSpan {
+		return errScanFallback
+	}
+	return nil
+}
+
+// link checks a span link: its ids set, its trace state, its attributes.
+func (sc *spanScanner) link(b []byte, s, e int) error {
+	var trace, id []byte
+	attrs := 0
+	for pos := s; pos < e; {
+		f, err := next(b, &pos, e)
+		if err != nil {
+			return err
+		}
+		if f.num <= 4 && f.typ != 2 {
+			return errScanFallback
+		}
+		switch f.num {
+		case 1:
+			trace = b[f.s:f.e]
+		case 2:
+			id = b[f.s:f.e]
+		case 3:
+			err = sc.checkStr(b[f.s:f.e])
+		case 4:
+			attrs++
+			err = sc.attribute(b, f.s, f.e)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if isZero(trace) || isZero(id) || attrs > sc.lim.MaxAttributesPerSpan {
+		return errScanFallback
+	}
+	return nil
+}
+
+func (sc *spanScanner) inWindow(ns uint64) bool { return ns >= sc.minNs && ns <= sc.maxNs }
 
 func isZero(b []byte) bool {
 	for _, c := range b {

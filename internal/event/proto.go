@@ -230,6 +230,22 @@ func wrongWireType(f field) error {
 	return errors.New("proto: wrong wireType " + strconv.Itoa(int(f.wt)) + " for field " + strconv.Itoa(int(f.num)))
 }
 
+// CheckSpansProto is DecodeSpans' first pass over an otlp_proto message: it
+// rejects what pdata's unmarshaler rejects, with the *Error DecodeSpans
+// gives for it (ReasonDecodeFailed or ReasonInvalidID), and counts the
+// spans. It does not check the message size, limits, strings or
+// timestamps: DecodeSpans can still reject a message it accepts. It is for
+// readers that take a shortcut past DecodeSpans (the detector's span
+// scanner) and check the rest themselves, so that they accept no message
+// DecodeSpans rejects. It allocates nothing when the message is valid.
+func CheckSpansProto(data []byte) (spans int, err error) {
+	v := validator{data: data}
+	if err := v.request(); err != nil {
+		return 0, unmarshalError(err)
+	}
+	return v.spans, nil
+}
+
 // validator is the structural first pass.
 type validator struct {
 	data  []byte

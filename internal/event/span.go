@@ -268,6 +268,10 @@ func (o *SpanOptions) Validate() error {
 	return nil
 }
 
+// WithDefaults is o with every unset field (zero) set to its default, as
+// DecodeSpans reads it.
+func (o SpanOptions) WithDefaults() SpanOptions { return o.withDefaults() }
+
 func (o SpanOptions) withDefaults() SpanOptions {
 	if len(o.TenantAttributes) == 0 {
 		o.TenantAttributes = DefaultTenantAttributes()

@@ -18,6 +18,8 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/event"
+	"github.com/agentaudit/agentaudit/internal/event/eventtest"
 	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
 )
@@ -141,9 +143,16 @@ func TestPoisonMessagesAreDeadLetteredAndDoNotStallThePartition(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	valid, _ := testTrace(1, "acme", 3, now)
 	poison := map[string][]byte{
-		"random bytes":       []byte("\x00\xff\x13garbage\x99\x98"),
-		"truncated protobuf": valid[:len(valid)/2],
-		"ancient timestamp":  func() []byte { v, _ := testTrace(2, "acme", 3, now.AddDate(-5, 0, 0)); return v }(),
+		"truncated ingest trace": valid[:len(valid)/2],
+		"ancient timestamp":      func() []byte { v, _ := testTrace(2, "acme", 3, now.AddDate(-5, 0, 0)); return v }(),
+	}
+	wantReason := map[string]event.Reason{"truncated ingest trace": event.ReasonDecodeFailed, "ancient timestamp": event.ReasonTimestampOutOfRange}
+	// The corpus of rejected span messages event's and the detector's tests
+	// run too: every one under the default limits in this topic's encoding.
+	for _, c := range eventtest.RejectedSpans(now) {
+		if c.Opts == nil && c.Encoding == event.Encoding(e.cfg.SpansEncoding) {
+			poison[c.Name], wantReason[c.Name] = c.Msg, c.Reason
+		}
 	}
 	var spanMsgs []kafka.Message
 	wantSpans := 0
@@ -184,6 +193,9 @@ func TestPoisonMessagesAreDeadLetteredAndDoNotStallThePartition(t *testing.T) {
 			h := headers(m)
 			if h[HeaderReason] == "" || h[HeaderSourceTopic]+"_dlq" != topic || h[HeaderSourceOffset] == "" || h[HeaderError] == "" {
 				t.Fatalf("%s: dead letter lacks headers: %v", topic, h)
+			}
+			if want, ok := wantReason[string(m.Key)]; topic == "spans_dlq" && (!ok || h[HeaderReason] != string(want)) {
+				t.Errorf("%s: %q dead-lettered for %s, want %s", topic, m.Key, h[HeaderReason], want)
 			}
 			t.Logf("%s: offset %s reason %s: %.80s", topic, h[HeaderSourceOffset], h[HeaderReason], h[HeaderError])
 		}

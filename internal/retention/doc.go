@@ -10,6 +10,14 @@
 // deleted, with per-tenant overrides; DELETE rules exclude the rows of
 // active legal holds (see RenderTTL for the exact clauses).
 //
+// One more table is managed after the classes: trace_index, the per-hour
+// index of traces that trace reconstruction reads. It is not in the policy
+// file; its TTL is derived from the spans and audit_events rules and holds,
+// so that an index row is never deleted before the rows it points to and
+// at most two days after them (one daily partition of the data, plus a day
+// for the data's TTL merges to run). Its rows say
+// which table they index (migration 0040); see renderTraceIndexTTL.
+//
 // # What the engine guarantees, and what this package adds
 //
 // ALTER TABLE … MODIFY TTL is a metadata change: it returns once the new
@@ -67,7 +75,8 @@
 //
 // # ttl_only_drop_parts
 //
-// Every managed table gets ttl_only_drop_parts = 1. It changes only
+// Every class table gets ttl_only_drop_parts = 1 (trace_index does not:
+// its rules are all conditional, and it has no daily partitions). It changes only
 // unconditional DELETE rules: a part is dropped whole once all its rows
 // expired instead of being rewritten without them, which is cheap. Parts
 // are per day (PARTITION BY toDate(ts)), so whole-part drops lag the exact

@@ -385,8 +385,8 @@ func TestApplyIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Changed != 4 {
-		t.Fatalf("first apply changed %d tables, want 4: %+v", first.Changed, first.Tables)
+	if first.Changed != 5 {
+		t.Fatalf("first apply changed %d tables, want 5 (four classes and trace_index): %+v", first.Changed, first.Tables)
 	}
 	for _, tr := range first.Tables {
 		if tr.Class == QueryAudit {
@@ -395,12 +395,12 @@ func TestApplyIsIdempotent(t *testing.T) {
 			}
 			continue
 		}
-		if !strings.Contains(e.createQuery(t, tr.Class), "ttl_only_drop_parts = 1") {
-			t.Errorf("%s: ttl_only_drop_parts not set", tr.Class)
+		if got := strings.Contains(e.createQuery(t, tr.Class), "ttl_only_drop_parts = 1"); got != (tr.Class != TraceIndex) {
+			t.Errorf("%s: ttl_only_drop_parts = 1 is %v", tr.Class, got)
 		}
 	}
 	before := map[Class]string{}
-	for _, c := range Classes()[:4] {
+	for _, c := range append(Classes()[:4], TraceIndex) {
 		before[c] = e.createQuery(t, c)
 	}
 	var audits uint64
@@ -430,14 +430,25 @@ func TestApplyIsIdempotent(t *testing.T) {
 		t.Errorf("second apply recorded %d audit rows", audits2-audits)
 	}
 
-	// A different policy changes exactly the class that differs.
+	// A different policy changes exactly the class that differs, and the
+	// index of its rows.
 	p.Classes[Spans] = Rule{ColdAfter: 3 * Day, DeleteAfter: 60 * Day}
 	third, err := e.m.Apply(ctx, p, ApplyOptions{Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if third.Changed != 1 || third.Tables[0].Class != Spans || third.Tables[0].State != "changed" {
+	if last := third.Tables[len(third.Tables)-1]; third.Changed != 2 || third.Tables[0].Class != Spans || third.Tables[0].State != "changed" ||
+		last.Class != TraceIndex || last.State != "changed" || !strings.Contains(last.TTL, "toIntervalDay(60) DELETE WHERE source = 'span'") {
 		t.Fatalf("changing spans: %+v", third.Tables)
+	}
+	// A detections change leaves trace_index alone.
+	p.Classes[Detections] = Rule{ColdAfter: 30 * Day, DeleteAfter: 800 * Day}
+	fourth, err := e.m.Apply(ctx, p, ApplyOptions{Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fourth.Changed != 1 || fourth.Tables[2].Class != Detections || fourth.Tables[2].State != "changed" {
+		t.Fatalf("changing detections: %+v", fourth.Tables)
 	}
 }
 
@@ -467,7 +478,7 @@ func TestPolicyUnderTheFloorIsRefusedUnlessOverridden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.FloorOverrides) != 1 || res.Changed != 4 {
+	if len(res.FloorOverrides) != 1 || res.Changed != 5 {
 		t.Fatalf("result: %+v", res)
 	}
 	if !strings.Contains(e.createQuery(t, AuditEvents), "toIntervalDay(30)") {
@@ -539,7 +550,7 @@ func TestQueryAuditIsManagedOnceItExists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Changed != 5 {
+	if res.Changed != 6 {
 		t.Fatalf("changed %d: %+v", res.Changed, res.Tables)
 	}
 	if q := e.createQuery(t, QueryAudit); !strings.Contains(q, "TTL ts + toIntervalDay(90) TO VOLUME 'cold', ts + toIntervalDay(730)") {

@@ -247,7 +247,7 @@ func sameHolds(a, b []Hold) bool {
 // bring the table there.
 func (m *Manager) plan(ctx context.Context, p Policy, holds []Hold, materialize bool) (*Result, error) {
 	res := &Result{}
-	for _, c := range Classes() {
+	for _, c := range managedTables() {
 		tr, err := m.planTable(ctx, c, p, holds, materialize)
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", c, err)
@@ -293,7 +293,10 @@ func (m *Manager) tableInfo(ctx context.Context, c Class) (tableInfo, error) {
 	if err := m.conn.QueryRow(ctx, "SELECT groupArray(name) FROM system.columns WHERE database = ? AND table = ?", m.o.Database, string(c)).Scan(&cols); err != nil {
 		return ti, fmt.Errorf("read columns: %w", err)
 	}
-	ti.hasTime = slices.Contains(cols, c.timeColumn())
+	ti.hasTime = true
+	for _, col := range c.requiredColumns() {
+		ti.hasTime = ti.hasTime && slices.Contains(cols, col)
+	}
 	ti.shape.HasAgent = slices.Contains(cols, "agent_id")
 	ti.dropsParts = strings.Contains(ti.createSQL, "ttl_only_drop_parts = 1")
 	var n uint64
@@ -350,7 +353,7 @@ func (m *Manager) planTable(ctx context.Context, c Class, p Policy, holds []Hold
 		return tr, nil
 	}
 	if !ti.hasTime {
-		tr.State, tr.Note = "skipped", "table has no "+c.timeColumn()+" column; cannot age its rows"
+		tr.State, tr.Note = "skipped", c.missingColumnsNote()+"; cannot age its rows"
 		return tr, nil
 	}
 	tr.TTL = RenderTTL(c, p, holds, ti.shape)
@@ -364,7 +367,9 @@ func (m *Manager) planTable(ctx context.Context, c Class, p Policy, holds []Hold
 		}
 	}
 	tbl := m.table(string(c))
-	if !ti.dropsParts {
+	// Not on trace_index: its rules all have a WHERE (row by row anyway),
+	// and it has no daily partitions whose parts could be dropped whole.
+	if !ti.dropsParts && c != TraceIndex {
 		tr.Statements = append(tr.Statements, "ALTER TABLE "+tbl+m.onCluster()+" MODIFY SETTING ttl_only_drop_parts = 1")
 	}
 	if !hasTTL(ti.createSQL, canonical) {

@@ -32,12 +32,43 @@ func Classes() []Class {
 	return []Class{Spans, AuditEvents, Detections, WebhookDeliveries, QueryAudit}
 }
 
+// TraceIndex is trace_index (migrations 0010 and 0040): in which hours a
+// trace has spans or audit events. It is not a class of the policy file:
+// it holds no data of its own, and its TTL is derived from the spans and
+// audit_events rules and holds (see RenderTTL) so that an index row lives
+// as long as the rows it points to. Apply, Enforce and Status manage it
+// after the classes.
+const TraceIndex Class = "trace_index"
+
+// managedTables lists the tables whose TTL the Manager sets: the classes,
+// then the tables derived from them.
+func managedTables() []Class { return append(Classes(), TraceIndex) }
+
 // timeColumn is the column a class's ages are measured from.
 func (c Class) timeColumn() string {
-	if c == Spans {
+	switch c {
+	case Spans:
 		return "start_time"
+	case TraceIndex:
+		return "hour"
 	}
 	return "ts"
+}
+
+func (c Class) missingColumnsNote() string {
+	if c == TraceIndex {
+		return "table has no hour or source column (migration 0040 not applied)"
+	}
+	return "table has no " + c.timeColumn() + " column"
+}
+
+// requiredColumns are the columns a table needs for its TTL: the time
+// column, and trace_index's source (added by migration 0040).
+func (c Class) requiredColumns() []string {
+	if c == TraceIndex {
+		return []string{"hour", "source"}
+	}
+	return []string{c.timeColumn()}
 }
 
 func (c Class) valid() bool { return slices.Contains(Classes(), c) }

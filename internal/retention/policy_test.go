@@ -156,6 +156,14 @@ func TestRenderTTLGolden(t *testing.T) {
 		{ID: "3", TenantID: "wayne", AgentID: "agent-2"},
 		{ID: "4", TenantID: "old", Released: true},
 	}
+	// Spans overrides on top: acme-bank keeps spans longer than the class,
+	// globex keeps them forever, hooli shorter.
+	spanOverrides := valid()
+	spanOverrides.Tenants = map[string]map[Class]Rule{
+		"acme-bank": {AuditEvents: {ColdAfter: 60 * Day, DeleteAfter: 3653 * Day}, Spans: {ColdAfter: 7 * Day, DeleteAfter: 365 * Day}},
+		"globex":    {Spans: {ColdAfter: 7 * Day}},
+		"hooli":     {Spans: {ColdAfter: 7 * Day, DeleteAfter: 60 * Day}},
+	}
 	seconds := valid()
 	seconds.Classes[Spans] = Rule{ColdAfter: 30 * time.Second, DeleteAfter: 90 * time.Second}
 	cases := []struct {
@@ -173,6 +181,8 @@ func TestRenderTTLGolden(t *testing.T) {
 		{"overrides_and_holds", AuditEvents, overrides, holds, TableShape{HasAgent: true, HasCold: true}},
 		{"keep_forever", QueryAudit, Policy{Classes: map[Class]Rule{QueryAudit: {}}}, holds, TableShape{HasCold: true}},
 		{"no_cold_volume", AuditEvents, overrides, nil, TableShape{HasAgent: true}},
+		{"trace_index", TraceIndex, valid(), nil, TableShape{}},
+		{"trace_index_overrides_and_holds", TraceIndex, spanOverrides, holds, TableShape{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

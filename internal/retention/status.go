@@ -57,7 +57,7 @@ type Status struct {
 // the server the connection reaches; with a cluster, that replica's parts).
 func (m *Manager) Status(ctx context.Context) (*Status, error) {
 	st := &Status{At: m.o.Now().UTC()}
-	for _, c := range Classes() {
+	for _, c := range managedTables() {
 		ts, err := m.tableStatus(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("retention status of %s: %w", c, err)
@@ -103,7 +103,7 @@ func (m *Manager) tableStatus(ctx context.Context, c Class) (TableStatus, error)
 	}
 	ts.Exists, ts.TTL, ts.TTLOnlyDropParts = true, storedTTL(ti.createSQL), ti.dropsParts
 	if !ti.hasTime {
-		ts.Note = "table has no " + c.timeColumn() + " column; retention skipped"
+		ts.Note = c.missingColumnsNote() + "; retention skipped"
 	}
 
 	volumeOf, err := m.volumes(ctx, c)

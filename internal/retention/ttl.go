@@ -101,14 +101,19 @@ type TableShape struct {
 // only costs hot disk).
 //
 // Deletes: with neither tenant overrides nor holds, one unconditional DELETE;
-// with ttl_only_drop_parts = 1 (set on every managed table) the engine then
+// with ttl_only_drop_parts = 1 (set on every class table) the engine then
 // drops whole parts once all their rows expired instead of rewriting them
 // (parts are per day: PARTITION BY toDate(ts)). Otherwise one DELETE WHERE
 // per distinct delete age, each excluding held rows; DELETE WHERE rules are
 // applied row by row in TTL merges whatever ttl_only_drop_parts says, which
 // is what per-tenant ages need because every part mixes tenants (sort key
 // starts with tenant_id, partitions are days).
+//
+// TraceIndex gets the rules of renderTraceIndexTTL; t is not used for it.
 func RenderTTL(c Class, p Policy, holds []Hold, t TableShape) string {
+	if c == TraceIndex {
+		return renderTraceIndexTTL(p, holds)
+	}
 	ts := c.timeColumn()
 	base := p.Classes[c]
 	var overrides []string
@@ -145,20 +150,34 @@ func RenderTTL(c Class, p Policy, holds []Hold, t TableShape) string {
 	}
 
 	// Delete.
-	held := heldCondition(holds, t.HasAgent)
+	ages := map[string]time.Duration{}
+	for _, tenant := range overrides {
+		ages[tenant] = p.Tenants[tenant][c].DeleteAfter
+	}
+	rules = append(rules, deleteRules(ts, base.DeleteAfter, ages, "", heldCondition(holds, t.HasAgent))...)
+	return strings.Join(rules, ", ")
+}
+
+// deleteRules renders the DELETE rules of one table: rows of a tenant in
+// ages are due at from + ages[tenant] (0: kept forever), every other row at
+// from + base (0: kept forever). cond, when set, restricts every rule;
+// held, when set, is excluded from every rule. One rule per distinct age:
+// the default first (unconditional when there is nothing to restrict),
+// then the overrides by increasing age.
+func deleteRules(from string, base time.Duration, ages map[string]time.Duration, cond, held string) []string {
 	byAge := map[time.Duration][]string{}
 	var nonDefault []string
-	for _, tenant := range overrides {
-		if a := p.Tenants[tenant][c].DeleteAfter; a != base.DeleteAfter {
+	for _, tenant := range sortedKeys(ages) {
+		if a := ages[tenant]; a != base {
 			byAge[a] = append(byAge[a], tenant)
 			nonDefault = append(nonDefault, tenant)
 		}
 	}
-	deleteRule := func(age time.Duration, conds ...string) string {
+	rule := func(age time.Duration, tenants string) string {
 		fn, unit := intervalFunc(age)
-		r := fmt.Sprintf("%s + %s(%d) DELETE", ts, fn, age/unit)
+		r := fmt.Sprintf("%s + %s(%d) DELETE", from, fn, age/unit)
 		var where []string
-		for _, c := range conds {
+		for _, c := range []string{cond, tenants} {
 			if c != "" {
 				where = append(where, c)
 			}
@@ -171,18 +190,76 @@ func RenderTTL(c Class, p Policy, holds []Hold, t TableShape) string {
 		}
 		return r
 	}
-	if base.DeleteAfter > 0 {
-		cond := ""
+	var rules []string
+	if base > 0 {
+		tenants := ""
 		if len(nonDefault) > 0 {
-			cond = "tenant_id NOT IN (" + quoteList(nonDefault) + ")"
+			tenants = "tenant_id NOT IN (" + quoteList(nonDefault) + ")"
 		}
-		rules = append(rules, deleteRule(base.DeleteAfter, cond))
+		rules = append(rules, rule(base, tenants))
 	}
 	for _, a := range sortedDurations(byAge) {
 		if a == 0 {
 			continue // kept forever: excluded from the default rule above
 		}
-		rules = append(rules, deleteRule(a, "tenant_id IN ("+quoteList(byAge[a])+")"))
+		rules = append(rules, rule(a, "tenant_id IN ("+quoteList(byAge[a])+")"))
+	}
+	return rules
+}
+
+// traceIndexFrom is the time trace_index ages are counted from: the end of
+// the day AFTER the day of the row's hour. An index row must not go before
+// the rows it points to, and those outlive their own age:
+//
+//   - with ttl_only_drop_parts (an unconditional rule) the daily part of
+//     spans or audit_events is dropped once its LAST row is due, so a row
+//     of 00:30 goes with the rows of 23:59 (TestTraceIndexWaitsForTheWhole
+//     DayOfItsData sees an hour-based rule lose such a row's index);
+//   - due rows stay until a TTL merge of their part runs (the table setting
+//     merge_with_ttl_timeout spaces them, 4 h by default), and the index's
+//     own TTL merges are not ordered with the data's.
+//
+// So the index row is due a day after the whole day of its data is due:
+// never before its rows while their TTL merges keep up, and at most two
+// days after its rows' own due time (one daily partition plus that day).
+const traceIndexFrom = "toStartOfDay(hour) + toIntervalDay(2)"
+
+// renderTraceIndexTTL derives trace_index's TTL from the policy. Each row
+// is aged like the table it indexes (column source, migration 0040): 'span'
+// rows by the spans rule, 'event' rows by the audit_events rule, per
+// tenant; 'any' rows, written before the index recorded its source, by the
+// longer of the two (kept forever when either is). trace_index has no
+// agent_id, so a hold on one agent keeps the index of the agent's whole
+// tenant (a hold never covers less than it asked for). There is no move to
+// the cold volume: the index is small and every read of it is a point
+// lookup. Every rule has a WHERE (the source), so rows are deleted row by
+// row in TTL merges: trace_index has no partition key, and a whole-part
+// drop would wait for the newest row of the part.
+func renderTraceIndexTTL(p Policy, holds []Hold) string {
+	held := heldCondition(holds, false)
+	tenants := sortedKeys(p.Tenants)
+	agesOf := func(age func(tenant string) time.Duration) map[string]time.Duration {
+		m := map[string]time.Duration{}
+		for _, t := range tenants {
+			m[t] = age(t)
+		}
+		return m
+	}
+	longer := func(a, b time.Duration) time.Duration {
+		if a == 0 || b == 0 {
+			return 0 // kept forever
+		}
+		return max(a, b)
+	}
+	spans := func(t string) time.Duration { return p.rule(Spans, t).DeleteAfter }
+	events := func(t string) time.Duration { return p.rule(AuditEvents, t).DeleteAfter }
+	either := func(t string) time.Duration { return longer(spans(t), events(t)) }
+	var rules []string
+	for _, s := range []struct {
+		source string
+		age    func(tenant string) time.Duration
+	}{{"span", spans}, {"event", events}, {"any", either}} {
+		rules = append(rules, deleteRules(traceIndexFrom, s.age(""), agesOf(s.age), "source = "+quote(s.source), held)...)
 	}
 	return strings.Join(rules, ", ")
 }

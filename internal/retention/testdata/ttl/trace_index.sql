@@ -1,0 +1,1 @@
+toStartOfDay(hour) + toIntervalDay(2) + toIntervalDay(90) DELETE WHERE source = 'span', toStartOfDay(hour) + toIntervalDay(2) + toIntervalDay(400) DELETE WHERE source = 'event', toStartOfDay(hour) + toIntervalDay(2) + toIntervalDay(400) DELETE WHERE source = 'any'
