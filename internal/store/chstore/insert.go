@@ -82,6 +82,14 @@ func (in *Inserter) Stream(ctx context.Context, table string, input proto.Input,
 			// The caller recovers from failures by reading what is
 			// stored, not by resending: block hashing is wasted work.
 			{Key: "insert_deduplicate", Value: "0", Important: true},
+			// A (Replacing)MergeTree would otherwise merge the rows of
+			// each new part by sorting key before writing it: about a
+			// third of the server's insert CPU for spans (200k bench
+			// spans: 3.5 -> 2.4 CPU-s), for nothing here, since a batch
+			// never holds a row twice. Rows that do share a key (an
+			// exporter repeating a span id) are folded by merges, as
+			// rows of different batches always were.
+			{Key: "optimize_on_insert", Value: "0", Important: true},
 		},
 		OnInput: func(ctx context.Context) error {
 			more, err := next(ctx)
@@ -89,6 +97,16 @@ func (in *Inserter) Stream(ctx context.Context, table string, input proto.Input,
 				return err
 			}
 			if !more {
+				// ch-go sends what input holds when OnInput says io.EOF
+				// (a "tail", as an io.Reader may return data with
+				// io.EOF): the block sent last would go in twice.
+				for _, c := range input {
+					r, ok := c.Data.(proto.Resettable)
+					if !ok {
+						return fmt.Errorf("column %s cannot be emptied at the end of the stream", c.Name)
+					}
+					r.Reset()
+				}
 				return io.EOF
 			}
 			rows += rowsOf(input)
