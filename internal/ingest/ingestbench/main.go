@@ -425,6 +425,15 @@ func liveProofLag(ctx context.Context, conn driver.Conn, mainDB, chAddr, kafkaAd
 		// is stored.
 		bounds, counts, herr := histogram(adminAddr, "agentaudit_integrity_proof_lag_seconds")
 		if herr == nil && int(leaves) == want && int(covered) == want && counts[len(counts)-1] == float64(want) {
+			q := func(x float64) float64 { v, _ := quantile(bounds, nil, counts, x); return 1000 * v }
+			fmt.Printf("live proof lag: p50=%.0f p90=%.0f p99=%.0f ms\n", q(0.5), q(0.9), q(0.99))
+			for _, h := range []string{"agentaudit_ingest_flush_duration_seconds", "agentaudit_integrity_append_duration_seconds", "agentaudit_integrity_checkpoint_duration_seconds"} {
+				if b, c, err := histogram(adminAddr, h); err == nil && len(c) > 0 && c[len(c)-1] > 0 {
+					p50, _ := quantile(b, nil, c, 0.5)
+					p99, _ := quantile(b, nil, c, 0.99)
+					fmt.Printf("live %s: n=%.0f p50=%.0f p99=%.0f ms\n", h, c[len(c)-1], 1000*p50, 1000*p99)
+				}
+			}
 			return quantile(bounds, nil, counts, 0.99)
 		}
 		if time.Now().After(deadline) {
