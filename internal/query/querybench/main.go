@@ -186,12 +186,66 @@ func run(p params) error {
 		}
 		return pct(xs, 50)
 	}
+	if err := floor(ctx, conn, p, rng); err != nil {
+		return err
+	}
 	fmt.Printf("query_timeline_p50_ms=%.1f\n", med("timeline", 0))
 	fmt.Printf("query_timeline_p99_ms=%.1f\n", med("timeline", 1))
 	fmt.Printf("query_search_p50_ms=%.1f\n", med("search", 0))
 	fmt.Printf("query_search_p99_ms=%.1f\n", med("search", 1))
 	fmt.Printf("query_trace_p50_ms=%.1f\n", med("trace", 0))
 	fmt.Printf("query_report_p50_ms=%.1f\n", med("report", 0))
+	return nil
+}
+
+// floor measures what any route pays at least: one statement that touches
+// a table, the smallest such (count of one agent's rows in one day, by
+// primary key), sent straight to ClickHouse (no API) with the same number
+// in flight. A route's p50 cannot be below this on the same machine.
+func floor(ctx context.Context, conn driver.Conn, p params, rng *rand.Rand) error {
+	for _, t := range []struct{ table, ts string }{{"audit_events", "ts"}, {"spans", "start_time"}} {
+		q := "SELECT count() FROM " + t.table + " WHERE tenant_id = ? AND agent_id = ? AND " + t.ts + " >= ? AND " + t.ts + " < ?"
+		var (
+			mu  sync.Mutex
+			lat []float64
+			wg  sync.WaitGroup
+		)
+		errs := make(chan error, p.concurrency)
+		args := make([][]any, p.requests)
+		for i := range args {
+			agent := rng.IntN(p.agents)
+			day := p.base.Add(time.Duration(rng.IntN(p.days-1)) * 24 * time.Hour)
+			args[i] = []any{fmt.Sprintf("tenant-%d", agent%p.tenants), fmt.Sprintf("agent-%d", agent), day, day.Add(24 * time.Hour)}
+		}
+		next := make(chan []any, len(args))
+		for _, a := range args {
+			next <- a
+		}
+		close(next)
+		for range p.concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for a := range next {
+					t0 := time.Now()
+					var n uint64
+					if err := conn.QueryRow(ctx, q, a...).Scan(&n); err != nil {
+						errs <- err
+						return
+					}
+					mu.Lock()
+					lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			return fmt.Errorf("floor on %s: %w", t.table, err)
+		}
+		fmt.Printf("floor: one indexed count on %s, %d in flight, no API: p50_ms=%.1f p99_ms=%.1f\n", t.table, p.concurrency, pct(lat, 50), pct(lat, 99))
+	}
 	return nil
 }
 
