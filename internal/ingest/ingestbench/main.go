@@ -265,7 +265,7 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	start, chCPU := time.Now(), procstat.CPUSeconds(chPID)
+	start, chCPU, kafkaCPU := time.Now(), procstat.CPUSeconds(chPID), procstat.CPUSeconds(os.Getpid())
 	if err = cmd.Start(); err != nil {
 		return
 	}
@@ -309,8 +309,8 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	}
 	peak = max(peak, procstat.PeakRSSMiB(cmd.Process.Pid))
 	printBatches(r, adminAddr)
-	fmt.Printf("run %d: ingest_cpu_seconds=%.1f clickhouse_cpu_seconds=%.1f wall_seconds=%.1f (until every row is stored)\n",
-		r, procstat.CPUSeconds(cmd.Process.Pid), procstat.CPUSeconds(chPID)-chCPU, max(spansAt, eventsAt).Seconds())
+	fmt.Printf("run %d: ingest_cpu_seconds=%.1f clickhouse_cpu_seconds=%.1f kafka_cpu_seconds=%.1f wall_seconds=%.1f (until every row is stored; kafka: kfake in this process)\n",
+		r, procstat.CPUSeconds(cmd.Process.Pid), procstat.CPUSeconds(chPID)-chCPU, procstat.CPUSeconds(os.Getpid())-kafkaCPU, max(spansAt, eventsAt).Seconds())
 	if seal {
 		proofLagP99, err = liveProofLag(ctx, conn, db, chAddr, kafkaAddr, ingestBin, work, cmd.Env)
 		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
