@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -161,6 +162,9 @@ func (o EventOptions) withDefaults() EventOptions {
 type AuditDecoder struct {
 	opts   EventOptions
 	schema *jsonschema.Schema
+	// scratch holds *[]strRef buffers for the attributes of one decode,
+	// reused: a decoder runs per message on the hot path.
+	scratch sync.Pool
 }
 
 // NewAuditDecoder compiles the audit event JSON Schema, with format
@@ -195,7 +199,12 @@ func CompileAuditEventSchema() (*jsonschema.Schema, error) {
 // DecodeAuditEvent. With ValidateWithSchema the JSON Schema library checks
 // the event too.
 func (d *AuditDecoder) Decode(data []byte) (AuditEvent, error) {
-	ev, err := decodeAuditEvent(data, d.opts)
+	sc, _ := d.scratch.Get().(*[]strRef)
+	if sc == nil {
+		sc = new([]strRef)
+	}
+	ev, err := decodeAuditEvent(data, d.opts, sc)
+	d.scratch.Put(sc)
 	if err != nil || !d.opts.ValidateWithSchema {
 		return ev, err
 	}
@@ -258,10 +267,12 @@ func (d *AuditDecoder) ValidateSchema(data []byte) error {
 // is a lone surrogate is invalid_utf8 (the library would store U+FFFD), and
 // date-time fields must be digits (the library's strconv.Atoi takes "+1").
 func DecodeAuditEvent(data []byte, opts EventOptions) (AuditEvent, error) {
-	return decodeAuditEvent(data, opts.withDefaults())
+	return decodeAuditEvent(data, opts.withDefaults(), new([]strRef))
 }
 
-func decodeAuditEvent(data []byte, opts EventOptions) (AuditEvent, error) {
+// decodeAuditEvent decodes data; scratch is space for the attribute
+// references, kept (grown) for the next call.
+func decodeAuditEvent(data []byte, opts EventOptions, scratch *[]strRef) (AuditEvent, error) {
 	lim := opts.Limits
 	if len(data) > lim.MaxMessageBytes {
 		return AuditEvent{}, newError(ReasonMessageTooLarge, "message of "+strconv.Itoa(len(data))+" bytes exceeds limit of "+strconv.Itoa(lim.MaxMessageBytes))
@@ -269,8 +280,8 @@ func decodeAuditEvent(data []byte, opts EventOptions) (AuditEvent, error) {
 	if !utf8.Valid(data) {
 		return AuditEvent{}, newError(ReasonInvalidUTF8, "message is not valid UTF-8")
 	}
-	var pbuf [24]strRef
-	p := auditParser{data: data, arena: make([]byte, 0, len(data)), attrs: pbuf[:0]}
+	p := auditParser{data: data, arena: make([]byte, 0, len(data)), attrs: (*scratch)[:0]}
+	defer func() { *scratch = p.attrs[:0] }()
 	if err := p.document(); err != nil {
 		return AuditEvent{}, err
 	}

@@ -3,8 +3,10 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -259,5 +261,52 @@ func TestAuditDecoderValidateWithSchemaChecksBoth(t *testing.T) {
 	var e *Error
 	if !errors.As(err, &e) || e.Unwrap() == nil {
 		t.Error("not an *Error")
+	}
+}
+
+// One AuditDecoder used from many goroutines (it reuses scratch space
+// between decodes) gives each caller exactly its own event, attributes
+// included; run with -race.
+func TestAuditDecoderConcurrentDecodesStaySeparate(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		msgs[i] = event(func(m map[string]any) {
+			m["agent_id"] = fmt.Sprintf("agent-%d", i)
+			attrs := map[string]any{"k": fmt.Sprint(i)}
+			for j := range i % 9 {
+				attrs[fmt.Sprintf("x%d", j)] = strings.Repeat("v", j)
+			}
+			m["attributes"] = attrs
+		})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n*8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range 50 {
+				i := (w*7 + r) % n
+				ev, err := dec.Decode(msgs[i])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ev.AgentID != fmt.Sprintf("agent-%d", i) || ev.Attributes["k"] != fmt.Sprint(i) || len(ev.Attributes) != 1+i%9 {
+					errs <- fmt.Errorf("message %d decoded as agent %q, attributes %v", i, ev.AgentID, ev.Attributes)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/google/uuid"
 )
@@ -537,7 +538,9 @@ func pointerToken(s string) string {
 // event builds the AuditEvent from the arena: one string allocation for
 // all string fields.
 func (p *auditParser) event() (AuditEvent, *Error) {
-	all := string(p.arena)
+	// The strings of the event share one copy of the arena: p is dropped
+	// after this, so the arena is never written again and can be that copy.
+	all := unsafe.String(unsafe.SliceData(p.arena), len(p.arena))
 	get := func(r strRef) string { return all[r.off:r.end] }
 	ev := AuditEvent{
 		EventID:          p.eventID,
