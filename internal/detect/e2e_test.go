@@ -513,6 +513,89 @@ func testRestartWarm(t *testing.T, replayAll bool) {
 	}
 }
 
+// Two detectors share the partitions from the start (so neither learned
+// anything at start-up); one leaves half-way; the other takes its
+// partitions over and must carry on from what the first had learned (warmed
+// from ClickHouse for the partitions it gains): every attack, including
+// those that span the hand-over, detected once and acted on once.
+func TestEndToEndTakenOverPartitionsAreWarmed(t *testing.T) {
+	e := newEnv(t, 4)
+	msgs, truth, lim := simMessages(t, attackSim(), 7*time.Minute)
+	var split time.Time
+	for _, at := range truth {
+		if at.Kind == sim.AttackRevokedTokenReuse {
+			split = at.RevokeRequestedAt.Add(30 * time.Second)
+		}
+	}
+	cut := slices.IndexFunc(msgs, func(m sim.Message) bool { return m.Time.After(split) })
+	if cut <= 0 {
+		t.Fatal("no split point")
+	}
+	icfg := ingestConfig(e)
+	isvc, err := ingest.New(icfg, e.conn, chstore.Config{Addr: []string{chtest.Addr()}, Database: e.db, Username: "default"}, testLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ictx, icancel := context.WithCancel(context.Background())
+	idone := make(chan error, 1)
+	go func() { idone <- isvc.Run(ictx) }()
+	defer func() { icancel(); <-idone }()
+
+	cfg := testConfig(t, e, lim)
+	acts := &fakeActions{conn: e.conn}
+	stay := startDetector(t, e, cfg, acts)
+	leave := startDetector(t, e, cfg, acts)
+	waitGeneration(t, stay.svc, leave.svc)
+	ev1, _ := produce(t, e.broker.Addr(), msgs[:cut])
+	waitCommittedToEnd(t, e, cfg.GroupID, 4, 90*time.Second)
+	waitRows(t, e.conn, "audit_events", ev1)
+	leave.stop(false)
+
+	produce(t, e.broker.Addr(), msgs[cut:])
+	waitCommittedToEnd(t, e, cfg.GroupID, 4, 90*time.Second)
+	if n := metricValue(t, stay.svc.m.rewarms); n < 1 {
+		t.Errorf("the remaining detector warmed %v times for partitions taken over, want at least 1", n)
+	}
+	checkAgainstTruth(t, storedDetections(t, e.conn), truth)
+	got, errs := acts.snapshot()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	acted := map[uuid.UUID]int{}
+	for _, a := range got {
+		acted[a.d.ID]++
+	}
+	for id, n := range acted {
+		if n != 1 {
+			t.Errorf("detection %s acted on %d times across the hand-over", id, n)
+		}
+	}
+}
+
+// waitGeneration waits until every detector consumes some partition: the
+// group has formed with all of them.
+func waitGeneration(t *testing.T, ds ...*Service) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		all := true
+		for _, d := range ds {
+			ch := make(chan prometheus.Metric, 64)
+			d.m.lag.Collect(ch)
+			if len(ch) == 0 { // a worker creates its partition's series when it starts
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the consumer group did not give every detector a partition within 60s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func ingestConfig(e *env) ingest.Config {
 	var c ingest.Config
 	c.RegisterFlagsWithPrefix("", newFlagSet())

@@ -16,6 +16,7 @@ type metrics struct {
 	latency     prometheus.Histogram
 	actErrors   prometheus.Counter
 	insertErrs  prometheus.Counter
+	rewarms     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -51,8 +52,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		insertErrs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentaudit_detector_insert_errors_total", Help: "Failed inserts of detections (retried).",
 		}),
+		rewarms: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentaudit_detector_rewarms_total", Help: "Warm-ups from ClickHouse for partitions taken over from another instance.",
+		}),
 	}
-	reg.MustRegister(m.events, m.ruleMatches, m.detections, m.suppressed, m.stateActors, m.evictions, m.lag, m.latency, m.actErrors, m.insertErrs)
+	reg.MustRegister(m.events, m.ruleMatches, m.detections, m.suppressed, m.stateActors, m.evictions, m.lag, m.latency, m.actErrors, m.insertErrs, m.rewarms)
 	for _, s := range stateNames {
 		m.evictions.WithLabelValues(s)
 		m.stateActors.WithLabelValues(s)

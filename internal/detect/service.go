@@ -93,6 +93,11 @@ func (s *Service) Run(ctx context.Context) error {
 	defer stop()
 	defer group.Close()
 	s.log.Info("detector consuming", "topics", topics, "group", s.cfg.GroupID)
+	// owned: the partitions of the previous generation. Partitions this
+	// instance did not consume before were consumed by another instance,
+	// whose state this one lacks: it is warmed from ClickHouse for them
+	// before any worker starts (the start-up warm covered the first).
+	var owned map[string]bool
 	for {
 		gen, err := group.Next(ctx)
 		if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
@@ -102,6 +107,21 @@ func (s *Service) Run(ctx context.Context) error {
 			s.log.Warn("join consumer group", "err", err)
 			continue
 		}
+		now := map[string]bool{}
+		gained := 0
+		for topic, parts := range gen.Assignments {
+			for _, pa := range parts {
+				k := topic + "/" + strconv.Itoa(pa.ID)
+				now[k] = true
+				if owned != nil && !owned[k] {
+					gained++
+				}
+			}
+		}
+		if gained > 0 && s.cfg.WarmLookback > 0 {
+			s.warmGained(ctx, gen, gained)
+		}
+		owned = now
 		n := 0
 		for topic, parts := range gen.Assignments {
 			for _, pa := range parts {
@@ -111,6 +131,37 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 		}
 		s.log.Info("consumer group generation", "generation", gen.ID, "partitions", n)
+	}
+}
+
+// warmGained warms the engine for partitions taken over from another
+// instance (see Engine.WarmMissing). It gives up when the generation ends:
+// the next one warms again if it still gains partitions.
+func (s *Service) warmGained(ctx context.Context, gen *kafka.Generation, gained int) {
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Generation.Start runs fn until the generation ends; its context is
+	// cancelled then, which ends this warm-up too.
+	gen.Start(func(genCtx context.Context) {
+		select {
+		case <-genCtx.Done():
+			cancel()
+		case <-gctx.Done():
+		}
+	})
+	for attempt := 0; ; attempt++ {
+		st, err := s.engine.WarmMissing(gctx, s.conn, s.cfg.WarmLookback)
+		if err == nil {
+			s.m.rewarms.Inc()
+			s.log.Info("state warmed for partitions taken over", "partitions", gained, "agents", st.Agents, "bindings", st.Bindings,
+				"revoked", st.Revoked, "open_detections", st.Detections, "rate_buckets", st.RateBuckets, "traces", st.Traces)
+			return
+		}
+		if gctx.Err() != nil {
+			return
+		}
+		s.log.Warn("warm state for partitions taken over failed; retrying", "err", err)
+		retry.Sleep(gctx, s.cfg.Retry.Backoff(attempt))
 	}
 }
 

@@ -69,7 +69,22 @@ type WarmStats struct {
 // revoked tokens (revocations table and detections that asked for one),
 // open detections within their suppression period, and request and token
 // counts of the rate window. lookback bounds how far back it reads.
+// It is for an engine that has seen nothing yet; see WarmMissing.
 func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Duration) (WarmStats, error) {
+	return e.warm(ctx, conn, lookback, false)
+}
+
+// WarmMissing is Warm for an engine that is already running, when this
+// instance takes over partitions another instance consumed: it adds the
+// agents, tokens, parents, revocations, open detections and traces the
+// engine does not know, and leaves what it knows as it is (its in-memory
+// state is at least as recent as ClickHouse, and counting the stored rates
+// of an agent it already counts would count them twice).
+func (e *Engine) WarmMissing(ctx context.Context, conn driver.Conn, lookback time.Duration) (WarmStats, error) {
+	return e.warm(ctx, conn, lookback, true)
+}
+
+func (e *Engine) warm(ctx context.Context, conn driver.Conn, lookback time.Duration, missingOnly bool) (WarmStats, error) {
 	var st WarmStats
 	var latest time.Time
 	if err := conn.QueryRow(ctx, "SELECT max(ts) FROM audit_events").Scan(&latest); err != nil {
@@ -82,6 +97,25 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 	r := e.rules.Rules
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// newAgents: agents this warm-up created (with missingOnly, the only
+	// ones whose stored rates are counted: a known agent's are counted).
+	newAgents := map[string]bool{}
+	agentFor := func(id string) *agentState {
+		a, ok := e.agents.get(id)
+		if !ok {
+			a = &agentState{}
+			e.agents.put(id, a)
+			newAgents[id] = true
+		}
+		return a
+	}
+	putMissing := func(has bool, put func()) bool {
+		if missingOnly && has {
+			return false
+		}
+		put()
+		return true
+	}
 
 	// Agents: first sighting within the lookback and the scopes seen in the
 	// learning window after it.
@@ -102,7 +136,14 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm agents: %w", err)
 		}
-		e.agents.put(agent, &agentState{firstSeen: first, baseline: union(nil, scopes)})
+		// A known agent keeps its state, merged with what another
+		// instance saw of it (its events under another tenant are in
+		// another partition): the earliest sighting, the union of scopes.
+		a := agentFor(agent)
+		if a.firstSeen.IsZero() || first.Before(a.firstSeen) {
+			a.firstSeen = first
+		}
+		a.baseline = union(a.baseline, scopes)
 		st.Agents++
 	}
 	rows.Close()
@@ -126,20 +167,17 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 				rows.Close()
 				return st, fmt.Errorf("warm bindings: %w", err)
 			}
+			b := binding{tenant: tenant, first: first, last: last, firstEvent: firstEvent}
 			if kind == "agent_id" {
-				a, ok := e.agents.get(id)
-				if !ok {
-					a = &agentState{}
-					e.agents.put(id, a)
-				}
-				a.bindings = append(a.bindings, binding{tenant: tenant, first: first, last: last, firstEvent: firstEvent})
+				a := agentFor(id)
+				a.bindings = mergeBinding(a.bindings, b)
 			} else {
 				t, ok := e.tokens.get(id)
 				if !ok {
 					t = &tokenState{}
 					e.tokens.put(id, t)
 				}
-				t.bindings = append(t.bindings, binding{tenant: tenant, first: first, last: last, firstEvent: firstEvent})
+				t.bindings = mergeBinding(t.bindings, b)
 			}
 			st.Bindings++
 		}
@@ -162,8 +200,10 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm parents: %w", err)
 		}
-		e.parents.put(parent, parentScopes{raw: scopes, fields: splitFields(scopes)})
-		st.Parents++
+		_, has := e.parents.get(parent)
+		if putMissing(has, func() { e.parents.put(parent, parentScopes{raw: scopes, fields: splitFields(scopes)}) }) {
+			st.Parents++
+		}
 	}
 	rows.Close()
 
@@ -188,8 +228,10 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm revocations: %w", err)
 		}
-		e.revoked.put(tok, revocation{at: at, detectionID: id})
-		st.Revoked++
+		_, has := e.revoked.get(tok)
+		if putMissing(has, func() { e.revoked.put(tok, revocation{at: at, detectionID: id}) }) {
+			st.Revoked++
+		}
 	}
 	rows.Close()
 
@@ -223,12 +265,16 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 		if rule == nil || sk == "" {
 			continue
 		}
-		e.supp.put(sk, &suppression{
-			det:   &detectionState{d: d, notified: d.Attributes[AttrNotified] == "true", revoked: d.Attributes[AttrRevoked] == "true"},
-			until: d.EventTime.Add(rule.Suppression),
-		})
 		e.version = max(e.version, d.Version)
-		st.Detections++
+		_, has := e.supp.get(sk)
+		if putMissing(has, func() {
+			e.supp.put(sk, &suppression{
+				det:   &detectionState{d: d, notified: d.Attributes[AttrNotified] == "true", revoked: d.Attributes[AttrRevoked] == "true"},
+				until: d.EventTime.Add(rule.Suppression),
+			})
+		}) {
+			st.Detections++
+		}
 	}
 
 	// Recent traces: the audit events of each, so spans that arrive after
@@ -245,8 +291,10 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm traces: %w", err)
 		}
-		e.traces.put(trace, ti)
-		st.Traces++
+		_, has := e.traces.get(trace)
+		if putMissing(has, func() { e.traces.put(trace, ti) }) {
+			st.Traces++
+		}
 	}
 	rows.Close()
 
@@ -271,10 +319,9 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm rates: %w", err)
 		}
-		a, ok := e.agents.get(agent)
-		if !ok {
-			a = &agentState{}
-			e.agents.put(agent, a)
+		a := agentFor(agent)
+		if missingOnly && !newAgents[agent] {
+			continue
 		}
 		if a.rate == nil {
 			a.rate = &rateRing{}
@@ -285,6 +332,24 @@ func (e *Engine) Warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 	}
 	rows.Close()
 	return st, rows.Err()
+}
+
+// mergeBinding adds b to bs, or widens the binding of the same tenant to
+// cover both (the earliest sighting keeps its event).
+func mergeBinding(bs []binding, b binding) []binding {
+	for i := range bs {
+		if bs[i].tenant != b.tenant {
+			continue
+		}
+		if b.first.Before(bs[i].first) {
+			bs[i].first, bs[i].firstEvent = b.first, b.firstEvent
+		}
+		if b.last.After(bs[i].last) {
+			bs[i].last = b.last
+		}
+		return bs
+	}
+	return append(bs, b)
 }
 
 // traceWarmWindow: traces are exported after their events (the simulator:
