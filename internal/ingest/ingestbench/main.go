@@ -269,10 +269,15 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	if err = cmd.Start(); err != nil {
 		return
 	}
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	}()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+	}
+	defer stop()
 	if r == 1 && profileFor > 0 {
 		go func() {
 			time.Sleep(3 * time.Second)
@@ -312,6 +317,10 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 	fmt.Printf("run %d: ingest_cpu_seconds=%.1f clickhouse_cpu_seconds=%.1f kafka_cpu_seconds=%.1f wall_seconds=%.1f (until every row is stored; kafka: kfake in this process)\n",
 		r, procstat.CPUSeconds(cmd.Process.Pid), procstat.CPUSeconds(chPID)-chCPU, procstat.CPUSeconds(os.Getpid())-kafkaCPU, max(spansAt, eventsAt).Seconds())
 	if seal {
+		// The backlog's ingest is done: stop it, so that the live phase
+		// runs one ingest process, as a deployment would, not a second
+		// one beside an idle first.
+		stop()
 		proofLagP99, err = liveProofLag(ctx, conn, db, chAddr, kafkaAddr, ingestBin, work, cmd.Env)
 		_ = conn.Exec(ctx, "DROP DATABASE "+db+" SYNC")
 		return float64(wantSpans) / spansAt.Seconds(), float64(wantEvents) / eventsAt.Seconds(), peak, 0, proofLagP99 * 1000, err
