@@ -439,18 +439,7 @@ func TestEndToEndKilledDetectorRestartsWarm(t *testing.T) {
 func testRestartWarm(t *testing.T, replayAll bool) {
 	e := newEnv(t, 4)
 	msgs, truth, lim := simMessages(t, attackSim(), 7*time.Minute)
-	// Split where the revoked token's reuse has not started yet, and a
-	// stale binding is half done, if possible.
-	var split time.Time
-	for _, at := range truth {
-		if at.Kind == sim.AttackRevokedTokenReuse {
-			split = at.RevokeRequestedAt.Add(30 * time.Second)
-		}
-	}
-	cut := slices.IndexFunc(msgs, func(m sim.Message) bool { return m.Time.After(split) })
-	if cut <= 0 {
-		t.Fatal("no split point")
-	}
+	cut, split := splitPoint(t, msgs, truth)
 	spanning := 0
 	for _, at := range truth {
 		if at.Start.Before(split) && at.End.After(split) {
@@ -460,15 +449,7 @@ func testRestartWarm(t *testing.T, replayAll bool) {
 	t.Logf("split at message %d of %d (%s); %d attacks span it", cut, len(msgs), split.Format(time.TimeOnly), spanning)
 
 	// Ingest runs throughout: it is what the restarted detector warms from.
-	icfg := ingestConfig(e)
-	isvc, err := ingest.New(icfg, e.conn, chstore.Config{Addr: []string{chtest.Addr()}, Database: e.db, Username: "default"}, testLog(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ictx, icancel := context.WithCancel(context.Background())
-	idone := make(chan error, 1)
-	go func() { idone <- isvc.Run(ictx) }()
-	defer func() { icancel(); <-idone }()
+	startIngest(t, e)
 
 	cfg := testConfig(t, e, lim)
 	if replayAll {
@@ -498,19 +479,7 @@ func testRestartWarm(t *testing.T, replayAll bool) {
 	if rows != ids {
 		t.Errorf("detections FINAL: %d rows for %d ids: a re-detection wrote a second row", rows, ids)
 	}
-	got, errs := acts.snapshot()
-	for _, err := range errs {
-		t.Error(err)
-	}
-	acted := map[uuid.UUID]int{}
-	for _, a := range got {
-		acted[a.d.ID]++
-	}
-	for id, n := range acted {
-		if n != 1 {
-			t.Errorf("detection %s acted on %d times across the restart", id, n)
-		}
-	}
+	checkActedOnce(t, acts, "the restart")
 }
 
 // Two detectors share the partitions from the start (so neither learned
@@ -521,25 +490,8 @@ func testRestartWarm(t *testing.T, replayAll bool) {
 func TestEndToEndTakenOverPartitionsAreWarmed(t *testing.T) {
 	e := newEnv(t, 4)
 	msgs, truth, lim := simMessages(t, attackSim(), 7*time.Minute)
-	var split time.Time
-	for _, at := range truth {
-		if at.Kind == sim.AttackRevokedTokenReuse {
-			split = at.RevokeRequestedAt.Add(30 * time.Second)
-		}
-	}
-	cut := slices.IndexFunc(msgs, func(m sim.Message) bool { return m.Time.After(split) })
-	if cut <= 0 {
-		t.Fatal("no split point")
-	}
-	icfg := ingestConfig(e)
-	isvc, err := ingest.New(icfg, e.conn, chstore.Config{Addr: []string{chtest.Addr()}, Database: e.db, Username: "default"}, testLog(), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ictx, icancel := context.WithCancel(context.Background())
-	idone := make(chan error, 1)
-	go func() { idone <- isvc.Run(ictx) }()
-	defer func() { icancel(); <-idone }()
+	cut, _ := splitPoint(t, msgs, truth)
+	startIngest(t, e)
 
 	cfg := testConfig(t, e, lim)
 	acts := &fakeActions{conn: e.conn}
@@ -557,19 +509,7 @@ func TestEndToEndTakenOverPartitionsAreWarmed(t *testing.T) {
 		t.Errorf("the remaining detector warmed %v times for partitions taken over, want at least 1", n)
 	}
 	checkAgainstTruth(t, storedDetections(t, e.conn), truth)
-	got, errs := acts.snapshot()
-	for _, err := range errs {
-		t.Error(err)
-	}
-	acted := map[uuid.UUID]int{}
-	for _, a := range got {
-		acted[a.d.ID]++
-	}
-	for id, n := range acted {
-		if n != 1 {
-			t.Errorf("detection %s acted on %d times across the hand-over", id, n)
-		}
-	}
+	checkActedOnce(t, acts, "the hand-over")
 }
 
 // waitGeneration waits until every detector consumes some partition: the
@@ -593,6 +533,57 @@ func waitGeneration(t *testing.T, ds ...*Service) {
 			t.Fatal("the consumer group did not give every detector a partition within 60s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// splitPoint is where the revoked token's reuse has not started yet, and a
+// stale binding is half done, if possible: the index of the first message
+// after it, and the time.
+func splitPoint(t *testing.T, msgs []sim.Message, truth []sim.Attack) (int, time.Time) {
+	t.Helper()
+	var split time.Time
+	for _, at := range truth {
+		if at.Kind == sim.AttackRevokedTokenReuse {
+			split = at.RevokeRequestedAt.Add(30 * time.Second)
+		}
+	}
+	cut := slices.IndexFunc(msgs, func(m sim.Message) bool { return m.Time.After(split) })
+	if cut <= 0 {
+		t.Fatal("no split point")
+	}
+	return cut, split
+}
+
+// startIngest runs ingest on e until the test ends: what a detector warms
+// from.
+func startIngest(t *testing.T, e *env) {
+	t.Helper()
+	isvc, err := ingest.New(ingestConfig(e), e.conn, chstore.Config{Addr: []string{chtest.Addr()}, Database: e.db, Username: "default"}, testLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- isvc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// checkActedOnce: no action errors, and each detection acted on once
+// across what (a restart, a hand-over).
+func checkActedOnce(t *testing.T, acts *fakeActions, what string) {
+	t.Helper()
+	got, errs := acts.snapshot()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	acted := map[uuid.UUID]int{}
+	for _, a := range got {
+		acted[a.d.ID]++
+	}
+	for id, n := range acted {
+		if n != 1 {
+			t.Errorf("detection %s acted on %d times across %s", id, n, what)
+		}
 	}
 }
 
