@@ -213,11 +213,9 @@ func (z *Sealer) Leaf(s Sealed) Leaf {
 	if ev.SrcOffset != uint64(s.Offset) {
 		lf.Partition = -1 // refused by AppendLeaves: the row would not match its leaf
 	}
-	h := sha256.New()
-	h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
-	h.Write(z.enc.encode(ev))
-	h.Sum(lf.Hash[:0])
-	z.enc.appendDigest(lf.Digest[:0])
+	h, d := z.enc.leafAndDigest(ev)
+	copy(lf.Hash[:], h)
+	copy(lf.Digest[:], d)
 	return lf
 }
 
