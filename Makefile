@@ -47,8 +47,10 @@ test-race: deps
 FUZZTIME ?= 20s
 fuzz:
 	@for t in $$($(GO) test -list '^Fuzz' ./internal/event/ | grep ^Fuzz); do \
-	  echo "fuzz $$t for $(FUZZTIME)"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./internal/event/ 2>&1 | tail -3; \
-	  test $${PIPESTATUS[0]} -eq 0 || exit 1; done
+	  echo "fuzz $$t for $(FUZZTIME)"; \
+	  if out=$$($(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./internal/event/ 2>&1); then \
+	    echo "$$out" | tail -3; \
+	  else echo "$$out"; exit 1; fi; done
 
 ## clickhouse: an embedded ClickHouse server in the foreground (native :9000, HTTP :8123)
 clickhouse:
