@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(10, 4, 8),
 		}, []string{"table"}),
 		flushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "agentaudit_ingest_flush_duration_seconds", Help: "Time to flush a batch (dead letters, insert, commit), retries included.",
+			Name: "agentaudit_ingest_flush_duration_seconds", Help: "Time to flush a batch (dead letters, insert, sealing into the integrity log when on, commit), retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}, []string{"table"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{

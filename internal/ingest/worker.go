@@ -173,12 +173,10 @@ func (w *worker) run(gctx context.Context) {
 	}
 }
 
-// The tail stage (seal, commit) may fall up to tailQueue batches behind
-// the inserts; it seals at most about tailMaxEvents events per insert.
-const (
-	tailQueue     = 8
-	tailMaxEvents = 50_000
-)
+// The tail stage (seal, commit) may fall up to about 2*tailQueue batches
+// behind the inserts (tailQueue waiting for it, tailQueue waiting for
+// their leaves to be stored).
+const tailQueue = 8
 
 // Block limits: a batch is streamed to ClickHouse as one INSERT of blocks
 // of at most this many rows or message bytes, so a worker holds one block,
@@ -423,58 +421,121 @@ func nonce() string {
 // order, until w.tail is closed. Leaves are written after the rows are
 // acknowledged and offsets committed after the leaves: a committed offset
 // whose event has no leaf would never be sealed (verify would call the row
-// inserted). Running beside the worker, this stage's round trips overlap the
-// filling and insert of the next batch instead of adding to them.
+// inserted). Running beside the worker, this stage's round trips overlap
+// the filling and insert of the next batches instead of adding to them.
 func (w *worker) runTail() {
-	ctx := w.stopCtx
-	table := w.c.table()
+	if w.seal != nil {
+		w.runSealingTail()
+		return
+	}
 	for f := range w.tail {
-		// Take every batch already queued behind f: their leaves go in one
-		// insert and one commit covers them all. Under a backlog this
-		// amortises the round trips; with live traffic the queue is empty
-		// and a batch is sealed as soon as it is stored.
-		var sealed []integrity.Leaf
-		last, start := f.last, f.start
-		sealed = append(sealed, f.sealed...)
+		// Take every batch already queued behind f: one commit covers them.
+		last := f.last
 	more:
-		for len(sealed) < tailMaxEvents {
+		for {
 			select {
 			case g, ok := <-w.tail:
 				if !ok {
 					break more
 				}
-				sealed = append(sealed, g.sealed...)
 				last = g.last
 			default:
 				break more
 			}
 		}
-		for attempt := 0; len(sealed) > 0; attempt++ {
-			err := w.seal.AppendLeaves(ctx, sealed)
-			if err == nil {
-				break
+		w.commit(last, f.start)
+	}
+}
+
+// inflight is a flushed batch whose leaves wait for the Checkpointer.
+type inflight struct {
+	done        <-chan error
+	first, last int64
+	start       time.Time
+}
+
+// runSealingTail hands each flushed batch's leaves to the Checkpointer as
+// soon as it arrives (the Checkpointer stores the leaves of every
+// partition in one insert per tick) and commits a batch once its leaves
+// and those of every batch before it are stored. Several batches may wait
+// for the same tick: up to tailQueue of them, then the worker waits.
+func (w *worker) runSealingTail() {
+	ctx := w.stopCtx
+	in := w.tail
+	var q []inflight
+	for in != nil || len(q) > 0 {
+		var head <-chan error
+		var stop <-chan struct{} // only batches waiting for leaves are given up
+		if len(q) > 0 {
+			head, stop = q[0].done, ctx.Done()
+		}
+		recv := in
+		if len(q) >= tailQueue {
+			recv = nil // backpressure: the worker blocks on w.tail
+		}
+		select {
+		case f, ok := <-recv:
+			if !ok {
+				in = nil
+				continue
 			}
-			if ctx.Err() != nil || errors.Is(err, integrity.ErrOutOfOrder) {
-				w.log.Warn("giving up sealing a batch; it will be consumed again", "err", err, "offset", f.first)
-				close(w.tailFailed)
-				for range w.tail { // nothing after it may be committed
-				}
+			q = append(q, inflight{done: w.s.checkpointer.Submit(ctx, w.seal, f.sealed), first: f.first, last: f.last, start: f.start})
+			continue
+		case err := <-head:
+			if err != nil {
+				w.abandonTail(err, q[0].first)
 				return
 			}
-			w.s.m.retries.WithLabelValues(table, "seal").Inc()
-			w.log.Warn("sealing into the integrity log failed; retrying", "err", err, "events", len(sealed), "attempt", attempt+1)
-			retry.Sleep(ctx, w.s.cfg.Retry.Backoff(attempt))
+		case <-stop:
+			w.abandonTail(ctx.Err(), q[0].first)
+			return
 		}
-		err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: last + 1}})
-		w.s.m.flushSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
-		if err != nil {
-			// Not a loss: the rows are stored and recognised on redelivery.
-			w.s.m.commits.WithLabelValues(w.topic, "failed").Inc()
-			w.log.Warn("offset commit failed", "err", err, "offset", last+1)
-			continue
+		// The head is sealed; so may be those behind it: one commit.
+		n := 1
+		var failed error
+	ready:
+		for ; n < len(q); n++ {
+			select {
+			case failed = <-q[n].done:
+				if failed != nil {
+					break ready
+				}
+			default:
+				break ready
+			}
 		}
-		w.s.m.commits.WithLabelValues(w.topic, "ok").Inc()
+		w.commit(q[n-1].last, q[0].start)
+		if failed != nil {
+			w.abandonTail(failed, q[n].first)
+			return
+		}
+		q = q[n:]
 	}
+}
+
+// abandonTail stops the tail after a batch could not be sealed: nothing
+// after it may be committed, and the worker stops (the partition is
+// consumed again from the committed offset by its next owner).
+func (w *worker) abandonTail(err error, offset int64) {
+	w.log.Warn("giving up sealing a batch; it will be consumed again", "err", err, "offset", offset)
+	close(w.tailFailed)
+	for range w.tail {
+	}
+}
+
+// commit commits the partition's offset past last; start is when the
+// first batch it covers began to flush.
+func (w *worker) commit(last int64, start time.Time) {
+	table := w.c.table()
+	err := w.gen.CommitOffsets(map[string]map[int]int64{w.topic: {w.partition: last + 1}})
+	w.s.m.flushSeconds.WithLabelValues(table).Observe(time.Since(start).Seconds())
+	if err != nil {
+		// Not a loss: the rows are stored and recognised on redelivery.
+		w.s.m.commits.WithLabelValues(w.topic, "failed").Inc()
+		w.log.Warn("offset commit failed", "err", err, "offset", last+1)
+		return
+	}
+	w.s.m.commits.WithLabelValues(w.topic, "ok").Inc()
 }
 
 // Dead-letter headers. The value and key are the original message's.

@@ -2,6 +2,7 @@ package integrity
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -9,23 +10,49 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// Checkpointer signs the logs of one ingest instance on a clock of its own,
-// so that a leaf becomes provable within one CheckpointInterval of being
-// sealed whatever the partition's worker is doing (waiting for a batch to
-// fill, retrying an insert, idle). Each tick signs every tracked log that
-// grew since its last checkpoint and stores all those checkpoints in ONE
-// insert: the number of inserts per second does not grow with the number of
-// partitions.
+// Errors a sealing request can end with (errors.Is).
+var (
+	// ErrCheckpointerStopped: the Checkpointer's Run returned before the
+	// leaves were stored.
+	ErrCheckpointerStopped = errors.New("integrity checkpointer stopped")
+	// ErrSealAbandoned: an earlier request of the same log was refused or
+	// given up, so these leaves would leave a gap; the log must be reopened.
+	ErrSealAbandoned = errors.New("integrity log abandoned after a refused seal")
+)
+
+// Checkpointer seals and signs the logs of one ingest instance on a clock
+// of its own. Each tick
+//
+//  1. stores the leaves every partition submitted since the last tick, of
+//     all logs together, in ONE merkle_leaves insert, and answers the
+//     requests (their offsets may be committed now);
+//  2. signs every tracked log that grew since its last checkpoint and
+//     stores those checkpoints in ONE insert.
+//
+// So a leaf is provable within about one CheckpointInterval of being
+// submitted, whatever the partition's worker is doing, and the log costs
+// two inserts per tick however many partitions and batches there are.
 type Checkpointer struct {
 	conn   driver.Conn
 	signer *Signer
 	log    *slog.Logger
 
-	mu   sync.Mutex
-	logs map[*Log]struct{}
+	mu      sync.Mutex
+	logs    map[*Log]struct{}
+	queue   []*sealRequest
+	stopped bool
 }
 
-// NewCheckpointer returns a Checkpointer storing checkpoints over conn.
+// sealRequest is one Submit waiting for a tick.
+type sealRequest struct {
+	ctx    context.Context
+	l      *Log
+	leaves []Leaf
+	done   chan error // buffered: the tick never blocks on its submitter
+}
+
+// NewCheckpointer returns a Checkpointer storing leaves and checkpoints
+// over conn.
 func NewCheckpointer(conn driver.Conn, signer *Signer, log *slog.Logger) *Checkpointer {
 	return &Checkpointer{conn: conn, signer: signer, log: log, logs: map[*Log]struct{}{}}
 }
@@ -43,10 +70,52 @@ func (c *Checkpointer) Track(l *Log) (untrack func()) {
 	}
 }
 
-// Run signs the tracked logs every CheckpointInterval until ctx ends. A
-// failed tick is logged and its logs are signed again on the next one (the
-// leaves are stored; only their checkpoint is late).
+// Submit queues leaves (in increasing offset order; offsets <= the log's
+// LastOffset are redeliveries and ignored) to be appended to l by the next
+// tick. The returned channel receives nil once ClickHouse acknowledged them
+// and the log advanced, or the reason they never will be:
+// ErrOutOfOrder, ctx's error (ctx ended before a tick took them),
+// ErrSealAbandoned (an earlier request of l ended so) or
+// ErrCheckpointerStopped. A failed insert is retried on the next tick, not
+// reported: requests of one log are stored in the order submitted, with no
+// gap. After any error l must not be used again (reopen the log). One
+// goroutine per log submits, and not concurrently with l.AppendLeaves.
+func (c *Checkpointer) Submit(ctx context.Context, l *Log, leaves []Leaf) <-chan error {
+	req := &sealRequest{ctx: ctx, l: l, leaves: leaves, done: make(chan error, 1)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		req.done <- ErrCheckpointerStopped
+	} else {
+		c.queue = append(c.queue, req)
+	}
+	return req.done
+}
+
+// Seal is Submit, waiting for the outcome.
+func (c *Checkpointer) Seal(ctx context.Context, l *Log, leaves []Leaf) error {
+	select {
+	case err := <-c.Submit(ctx, l, leaves):
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run stores leaves and signs the tracked logs every CheckpointInterval
+// until ctx ends; then every request still queued gets
+// ErrCheckpointerStopped. A failed tick is logged and counted, and the
+// next one covers it.
 func (c *Checkpointer) Run(ctx context.Context) {
+	defer func() {
+		c.mu.Lock()
+		queue := c.queue
+		c.queue, c.stopped = nil, true
+		c.mu.Unlock()
+		for _, req := range queue {
+			req.done <- ErrCheckpointerStopped
+		}
+	}()
 	t := time.NewTicker(c.signer.interval)
 	defer t.Stop()
 	for {
@@ -55,10 +124,84 @@ func (c *Checkpointer) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := c.SignAll(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("integrity checkpoints failed; the next tick covers them", "err", err)
+		if err := c.tick(ctx); err != nil && ctx.Err() == nil {
+			if m := c.signer.metrics; m != nil {
+				m.tickFailures.Inc()
+			}
+			c.log.Warn("storing integrity leaves or checkpoints failed; the next tick retries", "err", err)
 		}
 	}
+}
+
+// tick stores the queued leaves, then signs what grew (even when the
+// leaves failed: logs may have grown before).
+func (c *Checkpointer) tick(ctx context.Context) error {
+	return errors.Join(c.storeLeaves(ctx), c.SignAll(ctx))
+}
+
+// storeLeaves stores the leaves of every queued request in one insert and
+// answers them; when the insert fails they stay queued, in order, for the
+// next tick.
+func (c *Checkpointer) storeLeaves(ctx context.Context) error {
+	c.mu.Lock()
+	queue := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	if len(queue) == 0 {
+		return nil
+	}
+	var rows leafRows
+	pos := map[*Log]*logPos{}
+	var taken []*sealRequest
+	var fresh [][]Leaf
+	for _, req := range queue {
+		if req.l.abandoned {
+			req.done <- ErrSealAbandoned
+			continue
+		}
+		if err := req.ctx.Err(); err != nil {
+			req.l.abandoned = true
+			req.done <- err
+			continue
+		}
+		p := pos[req.l]
+		if p == nil {
+			p = &logPos{size: req.l.Size(), last: req.l.LastOffset()}
+			pos[req.l] = p
+		}
+		leaves, err := rows.add(req.l, p, req.leaves)
+		if err != nil {
+			req.l.abandoned = true
+			req.done <- err
+			continue
+		}
+		taken, fresh = append(taken, req), append(fresh, leaves)
+	}
+	if len(rows.indexes) > 0 {
+		start := time.Now()
+		if err := rows.insert(ctx, c.conn); err != nil {
+			c.mu.Lock()
+			c.queue = append(taken, c.queue...)
+			c.mu.Unlock()
+			return err
+		}
+		for i, req := range taken {
+			if len(fresh[i]) == 0 {
+				continue
+			}
+			if err := req.l.advance(fresh[i], start); err != nil {
+				req.l.abandoned = true
+				req.done <- err
+				taken[i] = nil
+			}
+		}
+	}
+	for _, req := range taken {
+		if req != nil {
+			req.done <- nil
+		}
+	}
+	return nil
 }
 
 // SignAll signs every tracked log that grew since its last stored

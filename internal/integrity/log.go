@@ -84,6 +84,11 @@ type Log struct {
 	// position in it stays valid when another checkpoint covers first.
 	pending []time.Time
 	dropped int
+
+	// abandoned: a Checkpointer refused or gave up a request of this log;
+	// its later requests are refused too. Only the Checkpointer's tick
+	// reads and writes it.
+	abandoned bool
 }
 
 // leafRow is one row of merkle_leaves.
@@ -239,61 +244,109 @@ func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 // changed in memory and the call can be retried (or the Log dropped and
 // reopened).
 func (l *Log) AppendLeaves(ctx context.Context, leaves []Leaf) error {
+	var rows leafRows
+	pos := logPos{size: l.Size(), last: l.LastOffset()}
+	fresh, err := rows.add(l, &pos, leaves)
+	if err != nil || len(fresh) == 0 {
+		return err
+	}
+	start := time.Now()
+	if err := rows.insert(ctx, l.conn); err != nil {
+		return err
+	}
+	return l.advance(fresh, start)
+}
+
+// logPos is where the next leaf of a log goes: its index and the offset it
+// must exceed.
+type logPos struct {
+	size uint64
+	last int64
+}
+
+// leafRows are merkle_leaves rows of one insert, column by column (one
+// conversion per column, not one per value), and the running hash their
+// insert_deduplication_token is made of.
+type leafRows struct {
+	logIDs   []string
+	indexes  []uint64
+	offsets  []uint64
+	eventIDs []uuid.UUID
+	tenants  []string
+	times    []time.Time
+	hashes   []string
+	digests  []string
+	tok      []byte // per log: id, first index, count, then each leaf hash
+}
+
+// add checks leaves against l at pos and adds the rows of those not sealed
+// yet (offset > pos.last), moving pos past them. It returns those leaves; on
+// ErrOutOfOrder rows and pos are unchanged.
+func (r *leafRows) add(l *Log, pos *logPos, leaves []Leaf) ([]Leaf, error) {
 	first := 0
-	for first < len(leaves) && leaves[first].Offset <= l.lastOff {
+	for first < len(leaves) && leaves[first].Offset <= pos.last {
 		first++
 	}
 	leaves = leaves[first:]
-	if len(leaves) == 0 {
-		return nil
-	}
-	start := time.Now()
-	size := l.rng.End()
-	// Column by column: one conversion per column, not one per value.
-	var (
-		n        = len(leaves)
-		logIDs   = make([]string, n)
-		indexes  = make([]uint64, n)
-		offsets  = make([]uint64, n)
-		eventIDs = make([]uuid.UUID, n)
-		tenants  = make([]string, n)
-		times    = make([]time.Time, n)
-		hashes   = make([]string, n)
-		digests  = make([]string, n)
-	)
-	tok := sha256.New()
-	prev := l.lastOff
+	prev := pos.last
 	for i := range leaves {
 		lf := &leaves[i]
 		if lf.Offset <= prev || lf.Partition != l.partition {
-			return fmt.Errorf("append to %s at offset %d: %w", l.id, lf.Offset, ErrOutOfOrder)
+			return nil, fmt.Errorf("append to %s at offset %d: %w", l.id, lf.Offset, ErrOutOfOrder)
 		}
 		prev = lf.Offset
-		tok.Write(lf.Hash[:])
-		logIDs[i], indexes[i], offsets[i] = l.id, size+uint64(i), uint64(lf.Offset)
-		eventIDs[i], tenants[i], times[i] = lf.EventID, lf.TenantID, lf.TS
-		hashes[i], digests[i] = string(lf.Hash[:]), string(lf.Digest[:])
 	}
-	// Sending the same leaves at the same index again (a retry, or a
-	// restarted worker re-sealing what a lost ack had already stored) gives
-	// the same token, so the server drops the duplicate block.
-	token := fmt.Sprintf("leaves:%s:%d:%d:%s", l.id, size, n, hex.EncodeToString(tok.Sum(nil)[:16]))
+	if len(leaves) == 0 {
+		return nil, nil
+	}
+	r.tok = fmt.Appendf(r.tok, "%s:%d:%d:", l.id, pos.size, len(leaves))
+	for i := range leaves {
+		lf := &leaves[i]
+		r.tok = append(r.tok, lf.Hash[:]...)
+		r.logIDs = append(r.logIDs, l.id)
+		r.indexes = append(r.indexes, pos.size+uint64(i))
+		r.offsets = append(r.offsets, uint64(lf.Offset))
+		r.eventIDs = append(r.eventIDs, lf.EventID)
+		r.tenants = append(r.tenants, lf.TenantID)
+		r.times = append(r.times, lf.TS)
+		r.hashes = append(r.hashes, string(lf.Hash[:]))
+		r.digests = append(r.digests, string(lf.Digest[:]))
+	}
+	pos.size += uint64(len(leaves))
+	pos.last = prev
+	return leaves, nil
+}
+
+// insert writes the rows in one insert (one part: merkle_leaves is not
+// partitioned, so the insert is atomic). Sending the same leaves at the
+// same indexes again (a retry, or a restarted worker re-sealing what a lost
+// ack had already stored) gives the same token, so the server drops the
+// duplicate block.
+func (r *leafRows) insert(ctx context.Context, conn driver.Conn) error {
+	sum := sha256.Sum256(r.tok)
+	token := "leaves:" + strconv.Itoa(len(r.indexes)) + ":" + hex.EncodeToString(sum[:16])
 	// optimize_on_insert off: the leaves of one insert never share a key,
 	// so merging them by key before the part is written is wasted work.
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token, "optimize_on_insert": 0}))
-	batch, err := l.conn.PrepareBatch(ctx, "INSERT INTO merkle_leaves (log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest)")
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO merkle_leaves (log_id, leaf_index, src_offset, event_id, tenant_id, ts, leaf_hash, field_digest)")
 	if err != nil {
 		return fmt.Errorf("prepare merkle_leaves insert: %w", err)
 	}
-	for i, col := range []any{logIDs, indexes, offsets, eventIDs, tenants, times, hashes, digests} {
+	for i, col := range []any{r.logIDs, r.indexes, r.offsets, r.eventIDs, r.tenants, r.times, r.hashes, r.digests} {
 		if err := batch.Column(i).Append(col); err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("append leaves: %w", err)
 		}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d leaves into merkle_leaves: %w", n, err)
+		return fmt.Errorf("insert %d leaves into merkle_leaves: %w", len(r.indexes), err)
 	}
+	return nil
+}
+
+// advance extends the in-memory log by leaves, which ClickHouse holds now
+// (the insert that stored them started at start).
+func (l *Log) advance(leaves []Leaf, start time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := range leaves {
@@ -302,9 +355,9 @@ func (l *Log) AppendLeaves(ctx context.Context, leaves []Leaf) error {
 			return fmt.Errorf("extend compact range: %w", err)
 		}
 	}
-	l.lastOff = prev
+	l.lastOff = leaves[len(leaves)-1].Offset
 	if m := l.signer.metrics; m != nil {
-		m.leaves.Add(float64(n))
+		m.leaves.Add(float64(len(leaves)))
 		done := time.Now()
 		m.appendSecs.Observe(done.Sub(start).Seconds())
 		for i := range leaves {
