@@ -30,9 +30,10 @@ type BatchConfig struct {
 	MaxBytes int           `yaml:"max_bytes"`
 	MaxAge   time.Duration `yaml:"max_age"`
 	// EventsMaxAge replaces MaxAge for the audit events topic: audit events
-	// are the evidence, and their age bounds how soon they are queryable and
-	// provable (integrity proof lag = batch age + flush + checkpoint
-	// interval). Under load batches fill by rows or bytes long before.
+	// are the evidence, and their age bounds how soon they are queryable.
+	// Under load batches fill by rows or bytes long before. With sealing
+	// on, a batch ends by the integrity checkpoint clock instead (in time
+	// for the next checkpoint), see worker.sealDeadline.
 	EventsMaxAge time.Duration `yaml:"events_max_age"`
 }
 
@@ -55,7 +56,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.IntVar(&c.Batch.MaxRows, p+"batch.max-rows", 100_000, "end a partition's batch (one INSERT, one part per table partition) at this many rows")
 	fs.IntVar(&c.Batch.MaxBytes, p+"batch.max-bytes", 16<<20, "end a partition's batch at this many message bytes (ingest streams a batch in blocks of 1 MiB, so this bounds the part size and ClickHouse's squashing memory per insert, not ingest's memory)")
 	fs.DurationVar(&c.Batch.MaxAge, p+"batch.max-age", time.Second, "flush a partition's batch this long after its first message")
-	fs.DurationVar(&c.Batch.EventsMaxAge, p+"batch.events-max-age", 250*time.Millisecond, "batch.max-age for the audit events topic (how soon an event is queryable and provable at low traffic)")
+	fs.DurationVar(&c.Batch.EventsMaxAge, p+"batch.events-max-age", 250*time.Millisecond, "batch.max-age for the audit events topic (how soon an event is queryable at low traffic; with -integrity.enabled batches end in time for the next checkpoint instead)")
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 100*time.Millisecond, "first retry backoff")
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 10*time.Second, "largest retry backoff")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to flush and commit on shutdown or rebalance")

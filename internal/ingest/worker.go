@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -81,6 +82,10 @@ type worker struct {
 	log     *slog.Logger
 	stopCtx context.Context // outlives the generation by ShutdownTimeout, for the last flush
 	seal    *integrity.Log  // the partition's integrity log; nil when not sealing
+	// inserts holds how long the last closed batches took to be stored,
+	// for aligning sealed batches with checkpoints (sealDeadline).
+	inserts [8]time.Duration
+	nInsert int
 
 	// The tail stage seals and commits flushed batches in order while the
 	// worker fills and inserts the next one (see tail).
@@ -198,6 +203,7 @@ type streamBatch struct {
 	unknown      int // rows stored under the unknown tenant
 	open         bool
 	deadline     time.Time // when the batch ends by age (see fill)
+	closed       time.Time // when it stopped taking messages
 	waiting      int64     // messages in the partition after the last one read
 }
 
@@ -226,6 +232,9 @@ func (w *worker) batch(gctx context.Context, r *kafka.Reader, ins *chstore.Inser
 	}
 	b := &streamBatch{first: msg.Offset, start: time.Now(), open: true}
 	b.deadline = b.start.Add(w.maxAge)
+	if w.seal != nil {
+		b.deadline = w.sealDeadline(b.start)
+	}
 	cols := w.c.columns()
 	cols.reset()
 	w.add(b, msg, stored)
@@ -244,6 +253,8 @@ func (w *worker) batch(gctx context.Context, r *kafka.Reader, ins *chstore.Inser
 		if err != nil {
 			return w.recoverBatch(r, b, queryID, stored, err)
 		}
+		w.inserts[w.nInsert%len(w.inserts)] = time.Since(b.closed)
+		w.nInsert++
 	}
 	w.failures = 0
 	n := b.rows
@@ -305,7 +316,45 @@ func (w *worker) fill(gctx context.Context, r *kafka.Reader, b *streamBatch, sto
 	for w.fillUntil(gctx, r, b, stored) {
 		b.deadline = time.Now().Add(w.maxAge)
 	}
+	if !b.open {
+		b.closed = time.Now()
+	}
 }
+
+// sealDeadline is when a batch of sealed events opened at start ends by
+// age: in time for its leaves to reach the Checkpointer's next tick, which
+// stores them and signs. A batch ending at a fixed age instead would wait
+// for the tick after it was stored, anywhere up to a whole interval, and
+// make more inserts than ticks. So the batch ends one slow insert before
+// the tick (1.5 times the slowest of the worker's last inserts, within
+// [minSealLead, interval/2]: a batch that misses its tick waits a whole
+// interval more), or before the following tick when that is less than
+// minSealAge away. Each partition then writes one insert per tick, and an
+// event waits for at most one interval before its batch is stored and then
+// about one insert for its checkpoint.
+func (w *worker) sealDeadline(start time.Time) time.Time {
+	next, interval := w.s.checkpointer.NextTick()
+	if next.IsZero() {
+		return start.Add(w.maxAge)
+	}
+	slowest := slices.Max(w.inserts[:])
+	if w.nInsert == 0 {
+		slowest = firstInsertGuess // the first inserts of a process are slower
+	}
+	lead := min(max(slowest*3/2, minSealLead), interval/2)
+	d := next.Add(-lead)
+	for d.Sub(start) < minSealAge {
+		d = d.Add(interval)
+	}
+	return d
+}
+
+// Bounds of sealDeadline.
+const (
+	minSealLead      = 50 * time.Millisecond
+	firstInsertGuess = 100 * time.Millisecond
+	minSealAge       = 10 * time.Millisecond
+)
 
 // fillUntil is fill up to b.deadline; it reports whether the batch reached
 // its age with a backlog behind it and should go on.

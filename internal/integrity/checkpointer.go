@@ -41,6 +41,7 @@ type Checkpointer struct {
 	logs    map[*Log]struct{}
 	queue   []*sealRequest
 	stopped bool
+	next    time.Time // when the next tick starts; zero when not running
 }
 
 // sealRequest is one Submit waiting for a tick.
@@ -92,6 +93,15 @@ func (c *Checkpointer) Submit(ctx context.Context, l *Log, leaves []Leaf) <-chan
 	return req.done
 }
 
+// NextTick returns when the next tick starts (zero when Run is not
+// running) and the interval between ticks: leaves submitted before then
+// are stored and signed by it.
+func (c *Checkpointer) NextTick() (time.Time, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.next, c.signer.interval
+}
+
 // Seal is Submit, waiting for the outcome.
 func (c *Checkpointer) Seal(ctx context.Context, l *Log, leaves []Leaf) error {
 	select {
@@ -110,21 +120,38 @@ func (c *Checkpointer) Run(ctx context.Context) {
 	defer func() {
 		c.mu.Lock()
 		queue := c.queue
-		c.queue, c.stopped = nil, true
+		c.queue, c.stopped, c.next = nil, true, time.Time{}
 		c.mu.Unlock()
 		for _, req := range queue {
 			req.done <- ErrCheckpointerStopped
 		}
 	}()
-	t := time.NewTicker(c.signer.interval)
+	// Ticks keep their phase (a slow tick skips the ticks it overran), so
+	// NextTick stays true for the workers that close batches by it.
+	interval := c.signer.interval
+	next := time.Now().Add(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
+		c.mu.Lock()
+		c.next = next
+		c.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := c.tick(ctx); err != nil && ctx.Err() == nil {
+		now := time.Now()
+		for !next.After(now) {
+			next = next.Add(interval)
+		}
+		err := c.tick(ctx)
+		now = time.Now()
+		for !next.After(now) {
+			next = next.Add(interval)
+		}
+		t.Reset(next.Sub(now))
+		if err != nil && ctx.Err() == nil {
 			if m := c.signer.metrics; m != nil {
 				m.tickFailures.Inc()
 			}
