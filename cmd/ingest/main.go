@@ -13,6 +13,6 @@ import (
 func main() {
 	var cfg ingest.ServiceConfig
 	os.Exit(app.Main("ingest", &cfg, os.Args[1:], os.Stderr, func(ctx context.Context, d app.Deps) error {
-		return ingest.RunService(ctx, &cfg, d.Conn, d.Database, d.Logger, d.Registry)
+		return ingest.RunService(ctx, &cfg, d.Conn, d.Database, d.Logger, d.Registry, d.Admin)
 	}))
 }

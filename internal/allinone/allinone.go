@@ -300,7 +300,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, out io.Writer) error
 		icfg.Ingest.SpansTopic, icfg.Ingest.EventsTopic = cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic
 		icfg.OTLPHTTP.Topic = cfg.Kafka.SpansTopic
 		g.Go(func() error {
-			return ingest.RunServiceWith(gctx, &icfg, conn, chCfg.Database, signer, log.With("service", "ingest"), reg)
+			return ingest.RunServiceWith(gctx, &icfg, conn, chCfg.Database, signer, log.With("service", "ingest"), reg, admin)
 		})
 		fmt.Fprintf(out, "  ingest      consuming %s, %s; OTLP/HTTP receiver http://%s/v1/traces\n", cfg.Kafka.SpansTopic, cfg.Kafka.EventsTopic, cfg.OTLPHTTP.ListenAddress)
 		if signer != nil {

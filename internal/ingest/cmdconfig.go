@@ -39,8 +39,10 @@ func (c *ServiceConfig) Common() (*chstore.Config, *telemetry.Config) {
 }
 
 // RunService runs the Kafka consumer and, when configured, the OTLP/HTTP
-// receiver that publishes to the spans topic, until ctx is cancelled.
-func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) error {
+// receiver that publishes to the spans topic, until ctx is cancelled. With
+// admin set, its /readyz also waits for the consumer group (check
+// "kafka_consumer").
+func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer, admin *telemetry.Server) error {
 	var signer *integrity.Signer
 	if cfg.Integrity.Enabled {
 		var err error
@@ -51,17 +53,20 @@ func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db st
 			return err
 		}
 	}
-	return RunServiceWith(ctx, cfg, conn, db, signer, log, reg)
+	return RunServiceWith(ctx, cfg, conn, db, signer, log, reg, admin)
 }
 
 // RunServiceWith is RunService with the integrity signer given (nil: audit
 // events are not sealed) instead of built from cfg.Integrity.
-func RunServiceWith(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, signer *integrity.Signer, log *slog.Logger, reg prometheus.Registerer) error {
+func RunServiceWith(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, signer *integrity.Signer, log *slog.Logger, reg prometheus.Registerer, admin *telemetry.Server) error {
 	target := cfg.ClickHouse
 	target.Database = db
 	svc, err := New(cfg.Ingest, conn, target, log, reg)
 	if err != nil {
 		return err
+	}
+	if admin != nil {
+		admin.AddReadinessCheck("kafka_consumer", svc.Joined)
 	}
 	if signer != nil {
 		svc.SealWith(signer)

@@ -31,7 +31,7 @@ const ingestChildEnv = "AGENTAUDIT_INGEST_CHILD"
 func runIngestChild(args []string) int {
 	var cfg ServiceConfig
 	return app.Main("ingest", &cfg, args, os.Stderr, func(ctx context.Context, d app.Deps) error {
-		return RunService(ctx, &cfg, d.Conn, d.Database, d.Logger, d.Registry)
+		return RunService(ctx, &cfg, d.Conn, d.Database, d.Logger, d.Registry, d.Admin)
 	})
 }
 

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -54,6 +55,22 @@ type Service struct {
 	checkpointer *integrity.Checkpointer
 	// target is where workers insert, each over a connection of its own.
 	target chstore.Config
+	// joined is set once Run joined the consumer group and started the
+	// workers of its first generation.
+	joined atomic.Bool
+}
+
+// ErrNotJoined is Joined's error before the service joined its group.
+var ErrNotJoined = errors.New("ingest has not joined its consumer group yet")
+
+// Joined is a readiness check: nil once Run joined the consumer group and
+// started the workers of its partitions (an instance of a group with more
+// members than partitions may own none), ErrNotJoined before.
+func (s *Service) Joined(context.Context) error {
+	if !s.joined.Load() {
+		return ErrNotJoined
+	}
+	return nil
 }
 
 // SealWith makes the service seal every stored audit event into the
@@ -166,6 +183,7 @@ func (s *Service) Run(ctx context.Context) error {
 				n++
 			}
 		}
+		s.joined.Store(true)
 		s.log.Info("consumer group generation", "generation", gen.ID, "partitions", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -251,6 +252,9 @@ func TestSealedEventsBecomeProvableWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.SealWith(signer)
+	if err := svc.Joined(ctx); !errors.Is(err, ErrNotJoined) {
+		t.Fatalf("readiness before Run: %v, want ErrNotJoined", err)
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
@@ -269,6 +273,9 @@ func TestSealedEventsBecomeProvableWhileRunning(t *testing.T) {
 	}
 	produce(t, e.broker.Addr(), "events", events...)
 	waitCounts(t, e.conn, "audit_events", 200, 30*time.Second)
+	if err := svc.Joined(ctx); err != nil {
+		t.Fatalf("readiness while consuming: %v", err)
+	}
 
 	// Poll: the latest checkpoints of both logs cover all 200 leaves, and
 	// the lag histogram counts every event once (when it is covered).
