@@ -178,6 +178,11 @@ func (c *Checkpointer) storeLeaves(ctx context.Context) error {
 		return nil
 	}
 	var rows leafRows
+	n := 0
+	for _, req := range queue {
+		n += len(req.leaves)
+	}
+	rows.grow(n)
 	pos := map[*Log]*logPos{}
 	var taken []*sealRequest
 	var fresh [][]Leaf

@@ -279,6 +279,19 @@ type leafRows struct {
 	tok      []byte // per log: id, first index, count, then each leaf hash
 }
 
+// grow makes room for n more rows.
+func (r *leafRows) grow(n int) {
+	r.logIDs = slices.Grow(r.logIDs, n)
+	r.indexes = slices.Grow(r.indexes, n)
+	r.offsets = slices.Grow(r.offsets, n)
+	r.eventIDs = slices.Grow(r.eventIDs, n)
+	r.tenants = slices.Grow(r.tenants, n)
+	r.times = slices.Grow(r.times, n)
+	r.hashes = slices.Grow(r.hashes, n)
+	r.digests = slices.Grow(r.digests, n)
+	r.tok = slices.Grow(r.tok, n*sha256.Size)
+}
+
 // add checks leaves against l at pos and adds the rows of those not sealed
 // yet (offset > pos.last), moving pos past them. It returns those leaves; on
 // ErrOutOfOrder rows and pos are unchanged.
@@ -299,6 +312,7 @@ func (r *leafRows) add(l *Log, pos *logPos, leaves []Leaf) ([]Leaf, error) {
 	if len(leaves) == 0 {
 		return nil, nil
 	}
+	r.grow(len(leaves))
 	r.tok = fmt.Appendf(r.tok, "%s:%d:%d:", l.id, pos.size, len(leaves))
 	for i := range leaves {
 		lf := &leaves[i]

@@ -45,7 +45,7 @@ func main() {
 	work := flag.String("dir", ".cache/bench-ingest", "working directory")
 	sealRuns := flag.Int("integrity-runs", 3, "further runs with -integrity.enabled (audit events sealed into signed Merkle logs); 0: none")
 	keep := flag.Bool("keep", false, "keep the last run's database (inspect with: bin/agentaudit clickhouse -path DIR/clickhouse)")
-	profile := flag.Duration("profile", 0, "if set, take a CPU profile of ingest for this long during run 1 (written to -dir)")
+	profile := flag.Duration("profile", 0, "if set, take a CPU profile of ingest for this long during the first run without and the first with the integrity log (written to -dir)")
 	ingestArgs := flag.String("ingest-args", "", "extra flags for every ingest run, space-separated (to compare settings)")
 	flag.Parse()
 	extraIngestArgs = strings.Fields(*ingestArgs)
@@ -303,10 +303,16 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 		}
 	}
 	defer stop()
-	if r == 1 && profileFor > 0 {
+	// The first run of each mode is profiled (the sealed one as
+	// ingest.sealed.cpu.pprof), from its first second.
+	if (r == 1 || r == runsTotal+1) && profileFor > 0 {
+		name := "ingest.cpu.pprof"
+		if seal {
+			name = "ingest.sealed.cpu.pprof"
+		}
 		go func() {
-			time.Sleep(3 * time.Second)
-			takeProfile(adminAddr, filepath.Join(work, "ingest.cpu.pprof"), profileFor)
+			time.Sleep(time.Second)
+			takeProfile(adminAddr, filepath.Join(work, name), profileFor)
 		}()
 	}
 	var spansAt, eventsAt time.Duration
