@@ -386,7 +386,7 @@ func (w *worker) run(gctx context.Context) {
 		Brokers:       s.cfg.Brokers,
 		Topic:         w.topic,
 		Partition:     w.partition,
-		MinBytes:      1,
+		MinBytes:      s.cfg.FetchMinBytes,
 		MaxBytes:      s.cfg.FetchMaxBytes,
 		MaxWait:       s.cfg.FetchMaxWait,
 		QueueCapacity: 1000,
