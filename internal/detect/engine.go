@@ -477,8 +477,13 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	if ev.TraceID != "" {
 		ti, ok := e.traces.get(ev.TraceID)
 		if !ok {
-			ti = &traceInfo{tenant: strings.Clone(ev.TenantID), agent: strings.Clone(ev.AgentID), token: strings.Clone(ev.TokenID),
-				parent: strings.Clone(ev.ParentIdentity), tokenType: strings.Clone(ev.TokenType)}
+			// Nearly every event starts a trace: its strings are the
+			// agent's kept copies (copied again only when they change),
+			// and its event ids live in the struct, so a new trace costs
+			// two allocations, not eight.
+			ti = &traceInfo{tenant: keep(&a.ids.tenant, ev.TenantID), agent: keep(&a.ids.agent, ev.AgentID), token: keep(&a.ids.token, ev.TokenID),
+				parent: keep(&a.ids.parent, ev.ParentIdentity), tokenType: keep(&a.ids.tokenType, ev.TokenType)}
+			ti.events = ti.evbuf[:0]
 			e.traces.put(strings.Clone(ev.TraceID), ti)
 		}
 		if len(ti.events) < 3 {
@@ -581,6 +586,15 @@ func sameFields(fs []string, s string) bool {
 		i++
 	}
 	return i == len(fs)
+}
+
+// keep returns s from *kept, copying it there first when it differs: the
+// state's copy of a string that mostly repeats.
+func keep(kept *string, s string) string {
+	if *kept != s {
+		*kept = strings.Clone(s)
+	}
+	return *kept
 }
 
 func cloneAll(ss []string) []string {
