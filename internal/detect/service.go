@@ -27,6 +27,7 @@ type Service struct {
 	engine  *Engine
 	actions Actions
 	sink    *sink
+	dialer  *kafka.Dialer // of the partition readers (newDialer)
 
 	// aborted makes Run return without the final store, act and commit,
 	// as a killed process would (tests).
@@ -44,7 +45,7 @@ func New(cfg Config, conn driver.Conn, actions Actions, log *slog.Logger, reg pr
 		return nil, err
 	}
 	m := newMetrics(reg)
-	s := &Service{cfg: cfg, conn: conn, log: log, m: m, actions: actions, engine: newEngine(rules, cfg.State, m, nil)}
+	s := &Service{cfg: cfg, conn: conn, log: log, m: m, actions: actions, engine: newEngine(rules, cfg.State, m, nil), dialer: newDialer()}
 	s.sink = &sink{s: s, in: make(chan item, 4096)}
 	return s, nil
 }
@@ -390,6 +391,7 @@ func (w *worker) run(gctx context.Context) {
 		MaxBytes:      s.cfg.FetchMaxBytes,
 		MaxWait:       s.cfg.FetchMaxWait,
 		QueueCapacity: 1000,
+		Dialer:        w.s.dialer,
 	})
 	defer r.Close()
 	start := w.committed
