@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"os"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +37,6 @@ func (c *ServiceConfig) Common() (*chstore.Config, *telemetry.Config) {
 // RunService runs the detector and its webhook sender (the action sink)
 // until ctx is cancelled.
 func RunService(ctx context.Context, cfg *ServiceConfig, conn driver.Conn, db string, log *slog.Logger, reg prometheus.Registerer) error {
-	defer cfg.Detect.GC.Apply(os.Getenv)()
 	snd, err := notify.New(cfg.Notify, conn, db, log, reg)
 	if err != nil {
 		return err

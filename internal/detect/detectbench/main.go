@@ -442,7 +442,7 @@ func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules stri
 		srv.Close()
 		return nil, err
 	}
-	// As cmd/detector (RunService) does: the detector's GC settings.
+	// As cmd/detector does: the detector process's GC settings.
 	restoreGC := dc.GC.Apply(os.Getenv)
 	ctx, cancel := context.WithCancel(context.Background())
 	sndCtx, stopSnd := context.WithCancel(context.Background())
