@@ -95,7 +95,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 5*time.Second, "largest retry backoff")
 	fs.DurationVar(&c.FetchMaxWait, p+"kafka.fetch-max-wait", 10*time.Millisecond, "longest a fetch waits at the broker for new messages (bounds detection latency on quiet partitions)")
 	fs.IntVar(&c.FetchMinBytes, p+"kafka.fetch-min-bytes", 64<<10, "bytes a fetch waits for at the broker, at most fetch-max-wait: fewer, larger fetches on a busy partition (1: return as soon as anything is there)")
-	fs.IntVar(&c.GC.Percent, p+"gc.percent", 400, "Go GC target percentage (GOGC) of the detector process (cmd/detector only); the environment's GOGC wins when set")
+	fs.IntVar(&c.GC.Percent, p+"gc.percent", 200, "Go GC target percentage (GOGC) of the detector process (cmd/detector only); the environment's GOGC wins when set")
 	fs.Int64Var(&c.GC.MemoryLimit, p+"gc.memory-limit", 1<<30, "Go soft memory limit in bytes (GOMEMLIMIT): the GC works harder as the heap nears it, which bounds the memory gc.percent lets grow; the environment's GOMEMLIMIT wins when set; 0: none")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to store, act and commit on shutdown")
 }
