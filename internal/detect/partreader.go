@@ -43,7 +43,8 @@ type partitionReader struct {
 var errStop = errors.New("stop consuming")
 
 // readBatch fetches once from the reader's offset and calls fn with each
-// message of the fetch, in order, and the partition's high-water mark. It
+// message of the fetch, in order, and the partition's high-water mark; the
+// message is valid during the call only. It
 // returns nil when the fetch was read (it may have had no message: nothing
 // arrived within the wait), errStop when fn returned it, or the fetch's
 // error, after which the next readBatch connects again (the caller backs
@@ -62,8 +63,9 @@ func (r *partitionReader) readBatch(ctx context.Context, fn func(m *kafka.Messag
 	b := c.ReadBatchWith(r.cfg)
 	hwm := b.HighWaterMark()
 	var err error
+	// One Message per fetch: fn gets a pointer to it and must not keep it.
+	var m kafka.Message
 	for {
-		var m kafka.Message
 		if m, err = b.ReadMessage(); err != nil {
 			break
 		}

@@ -349,12 +349,36 @@ func (sc *spanScanner) str(v anyValue) (string, error) {
 	case 0:
 		return "", nil
 	case 's':
-		if string(v.s) == "chat" {
-			return "chat", nil // the operation of every span that counts: no copy
+		// The GenAI operation names: no copy (the spans of a message have
+		// several, which would push agents and tenants out of intern's few).
+		if op, ok := genAIOperation(v.s); ok {
+			return op, nil
 		}
 		return sc.intern(v.s), nil
 	}
 	return "", errScanFallback // flattened forms (numbers, JSON): the full decoder's business
+}
+
+// genAIOperation returns b as a constant when it is one of the
+// gen_ai.operation.name values of the GenAI semantic conventions.
+func genAIOperation(b []byte) (string, bool) {
+	switch string(b) {
+	case "chat":
+		return "chat", true
+	case "invoke_agent":
+		return "invoke_agent", true
+	case "execute_tool":
+		return "execute_tool", true
+	case "create_agent":
+		return "create_agent", true
+	case "embeddings":
+		return "embeddings", true
+	case "generate_content":
+		return "generate_content", true
+	case "text_completion":
+		return "text_completion", true
+	}
+	return "", false
 }
 
 // intern returns b as a string: one of the last few made when it has the
