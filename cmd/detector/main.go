@@ -15,6 +15,9 @@ import (
 func main() {
 	var cfg detect.ServiceConfig
 	os.Exit(app.Main("detector", &cfg, os.Args[1:], os.Stderr, func(ctx context.Context, d app.Deps) error {
+		// The GC settings are the process's: set here, where the detector
+		// is the process (the all-in-one keeps Go's defaults).
+		defer cfg.Detect.GC.Apply(os.Getenv)()
 		return detect.RunService(ctx, &cfg, d.Conn, d.Database, d.Logger, d.Registry)
 	}))
 }

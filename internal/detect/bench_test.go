@@ -1,6 +1,8 @@
 package detect
 
 import (
+	"time"
+
 	"testing"
 
 	"github.com/agentaudit/agentaudit/internal/event"
@@ -58,4 +60,75 @@ func BenchmarkEngine(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkMessages measures what a worker does per message, Kafka aside:
+// decode (the audit decoder, the span scanner) and the rules, on the
+// simulator's traffic as the benchmark's load generator sends it (1,000
+// agents, audit events and their trace messages interleaved). It reports
+// the time per audit event with its share of trace messages (us/event)
+// and the process's CPU time for it (cpu-us/event: steadier on a shared
+// machine).
+func BenchmarkMessages(b *testing.B) {
+	cfg := sim.DefaultConfig()
+	cfg.Seed = 42
+	cfg.Tenants, cfg.AgentsPerTenant = 20, 50
+	cfg.Start = time.Now().UTC().Add(-time.Minute)
+	s, err := sim.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type msg struct {
+		trace bool
+		value []byte
+	}
+	var msgs []msg
+	events := 0
+	for m := range s.All() {
+		msgs = append(msgs, msg{trace: m.IsTrace(), value: m.Value})
+		if !m.IsTrace() {
+			events++
+		}
+		if len(msgs) == 60_000 {
+			break
+		}
+	}
+	dec, err := event.NewAuditDecoder(event.DefaultEventOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	sc := newSpanScanner(event.DefaultSpanOptions())
+	rules, _ := ParseRules(nil)
+	caps := StateCaps{Agents: 200_000, Tokens: 500_000, Parents: 100_000, Traces: 200_000, Suppressions: 100_000, Revoked: 1_000_000}
+	e := newEngine(rules, caps, nil, nil)
+	var (
+		outs    []Outcome
+		scratch []event.Span
+	)
+	b.ReportAllocs()
+	cpu := processCPU()
+	for i := 0; b.Loop(); i++ {
+		m := &msgs[i%len(msgs)]
+		outs = outs[:0]
+		if m.trace {
+			scratch, err = sc.decode(m.value, event.EncodingProto, scratch[:0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			outs = e.Spans(scratch, outs)
+			clear(scratch)
+			continue
+		}
+		ev, err := dec.Decode(m.value)
+		if err != nil {
+			b.Fatal(err)
+		}
+		outs = e.Event(&ev, outs)
+	}
+	cpu = processCPU() - cpu
+	n := float64(b.N) * float64(events) / float64(len(msgs))
+	b.ReportMetric(b.Elapsed().Seconds()/n*1e6, "us/event")
+	if cpu > 0 {
+		b.ReportMetric(cpu.Seconds()/n*1e6, "cpu-us/event")
+	}
 }

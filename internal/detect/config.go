@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/agentaudit/agentaudit/internal/config"
@@ -24,6 +25,8 @@ type Config struct {
 	CommitInterval  time.Duration      `yaml:"commit_interval"`
 	Retry           RetryConfig        `yaml:"retry"`
 	FetchMaxWait    time.Duration      `yaml:"fetch_max_wait"`
+	FetchMinBytes   int                `yaml:"fetch_min_bytes"`
+	GC              GCConfig           `yaml:"gc"`
 	ShutdownTimeout time.Duration      `yaml:"shutdown_timeout"`
 }
 
@@ -31,6 +34,42 @@ type Config struct {
 // and the action sink; both are retried until they succeed or the detector
 // stops, and offsets never move past an unstored or unacted detection.
 type RetryConfig = retry.Config
+
+// GCConfig tunes the Go garbage collector of cmd/detector's process (the
+// all-in-one, which runs every service in one process, keeps Go's
+// defaults). The
+// detector keeps a large, long-lived state (actors, traces, open
+// detections) and allocates per message: with Go's default (GOGC=100) the
+// collector marks that whole state again every time the heap grows by its
+// size, which costs a large share of the CPU per message. A higher
+// percentage collects less often; the soft memory limit keeps the heap
+// bounded all the same.
+type GCConfig struct {
+	Percent     int   `yaml:"percent"`
+	MemoryLimit int64 `yaml:"memory_limit"`
+}
+
+// Apply sets the process's GC percentage and soft memory limit, except
+// where the environment (GOGC, GOMEMLIMIT) sets them: the operator's
+// explicit choice wins. It returns a function that restores the previous
+// settings.
+func (g GCConfig) Apply(getenv func(string) string) (restore func()) {
+	oldPercent, oldLimit := -2, int64(-1)
+	if getenv("GOGC") == "" && g.Percent > 0 {
+		oldPercent = debug.SetGCPercent(g.Percent)
+	}
+	if getenv("GOMEMLIMIT") == "" && g.MemoryLimit > 0 {
+		oldLimit = debug.SetMemoryLimit(g.MemoryLimit)
+	}
+	return func() {
+		if oldPercent != -2 {
+			debug.SetGCPercent(oldPercent)
+		}
+		if oldLimit >= 0 {
+			debug.SetMemoryLimit(oldLimit)
+		}
+	}
+}
 
 // RegisterFlagsWithPrefix binds the config to flags (prefix e.g. "detect.").
 func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
@@ -55,6 +94,9 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 50*time.Millisecond, "first retry backoff")
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 5*time.Second, "largest retry backoff")
 	fs.DurationVar(&c.FetchMaxWait, p+"kafka.fetch-max-wait", 10*time.Millisecond, "longest a fetch waits at the broker for new messages (bounds detection latency on quiet partitions)")
+	fs.IntVar(&c.FetchMinBytes, p+"kafka.fetch-min-bytes", 64<<10, "bytes a fetch waits for at the broker, at most fetch-max-wait: fewer, larger fetches on a busy partition (1: return as soon as anything is there)")
+	fs.IntVar(&c.GC.Percent, p+"gc.percent", 200, "Go GC target percentage (GOGC) of the detector process (cmd/detector only); the environment's GOGC wins when set")
+	fs.Int64Var(&c.GC.MemoryLimit, p+"gc.memory-limit", 1<<30, "Go soft memory limit in bytes (GOMEMLIMIT): the GC works harder as the heap nears it, which bounds the memory gc.percent lets grow; the environment's GOMEMLIMIT wins when set; 0: none")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to store, act and commit on shutdown")
 }
 
@@ -93,6 +135,14 @@ func (c *Config) Validate() error {
 		add("retry.max_backoff", fmt.Errorf("%w: must be >= min_backoff", config.ErrInvalid))
 	}
 	positive("fetch_max_wait", int64(c.FetchMaxWait))
+	positive("fetch_min_bytes", int64(c.FetchMinBytes))
+	if c.FetchMinBytes > c.FetchMaxBytes {
+		add("fetch_min_bytes", fmt.Errorf("%w: must be <= fetch_max_bytes", config.ErrInvalid))
+	}
+	positive("gc.percent", int64(c.GC.Percent))
+	if c.GC.MemoryLimit < 0 {
+		add("gc.memory_limit", fmt.Errorf("%w: must not be negative", config.ErrInvalid))
+	}
 	positive("shutdown_timeout", int64(c.ShutdownTimeout))
 	return errors.Join(errs...)
 }

@@ -94,6 +94,10 @@ type Engine struct {
 	supp    *lru[*suppression]
 	revoked *lru[revocation]
 	version uint64
+	// r: the rules the hot path reads, looked up by id once (nil if absent).
+	r struct {
+		revokedReuse, outOfDelegation, exceedsParent, scopeGrowth, resourceMismatch, staleBinding, rateLimit *Rule
+	}
 }
 
 // newEngine builds an engine; m may be nil (no metrics), now nil means
@@ -109,7 +113,7 @@ func newEngine(rules *Rules, caps StateCaps, m *metrics, now func() time.Time) *
 		c := m.evictions.WithLabelValues(state)
 		return c.Inc
 	}
-	return &Engine{
+	e := &Engine{
 		rules:   rules,
 		now:     now,
 		m:       m,
@@ -120,6 +124,10 @@ func newEngine(rules *Rules, caps StateCaps, m *metrics, now func() time.Time) *
 		supp:    newLRU[*suppression](caps.Suppressions, evict("suppressions")),
 		revoked: newLRU[revocation](caps.Revoked, evict("revoked")),
 	}
+	rs := rules.Rules
+	e.r.revokedReuse, e.r.outOfDelegation, e.r.exceedsParent = rs[RuleRevokedReuse], rs[RuleOutOfDelegation], rs[RuleDelegationExceedsParent]
+	e.r.scopeGrowth, e.r.resourceMismatch, e.r.staleBinding, e.r.rateLimit = rs[RuleScopeGrowth], rs[RuleResourceMismatch], rs[RuleStaleBinding], rs[RuleRateLimit]
+	return e
 }
 
 // StateSizes returns the number of entries per state (metric gauge).
@@ -317,8 +325,9 @@ func actorKey(ev *event.AuditEvent) string {
 	return ev.TenantID + "/" + ev.AgentID + "/" + ev.TokenID
 }
 
-func (e *Engine) enabled(id string) *Rule {
-	if r := e.rules.Rules[id]; r != nil && r.Enabled {
+// on returns r if it is enabled, else nil.
+func on(r *Rule) *Rule {
+	if r != nil && r.Enabled {
 		return r
 	}
 	return nil
@@ -338,7 +347,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	allowed := ev.PolicyDecision == "allow"
 
 	// credential.revoked_reuse
-	if r := e.enabled(RuleRevokedReuse); r != nil && ev.TokenID != "" {
+	if r := on(e.r.revokedReuse); r != nil && ev.TokenID != "" {
 		if rv, ok := e.revoked.get(ev.TokenID); ok && ev.TS.After(rv.at.Add(r.Thresholds.Grace)) {
 			out = e.match(base(RuleRevokedReuse, "token:"+ev.TokenID, r.Severity,
 				fmt.Sprintf("Token %s of agent %s was used after its revocation was requested at %s.", ev.TokenID, ev.AgentID, rv.at.UTC().Format(time.RFC3339)),
@@ -346,7 +355,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		}
 	}
 	// scope_escalation.out_of_delegation
-	if r := e.enabled(RuleOutOfDelegation); r != nil && !subset(ev.RequiredScopes, ev.DelegationScope) {
+	if r := on(e.r.outOfDelegation); r != nil && !subset(ev.RequiredScopes, ev.DelegationScope) {
 		missing := minus(ev.RequiredScopes, ev.DelegationScope)
 		sev, verb := r.Severity, "was allowed"
 		if !allowed {
@@ -373,7 +382,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		}
 	}
 	// scope_escalation.delegation_exceeds_parent
-	if r := e.enabled(RuleDelegationExceedsParent); r != nil && ev.ParentIdentity != "" {
+	if r := on(e.r.exceedsParent); r != nil && ev.ParentIdentity != "" {
 		ps, known := e.rules.Parents[ev.ParentIdentity]
 		if !known && haveDeclared {
 			ps, known = declared, true
@@ -397,7 +406,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		e.agents.put(strings.Clone(ev.AgentID), a)
 	}
 	// scope_escalation.scope_growth
-	if r := e.rules.Rules[RuleScopeGrowth]; r != nil {
+	if r := e.r.scopeGrowth; r != nil {
 		switch {
 		case a.firstSeen.IsZero() || ev.TS.Before(a.firstSeen):
 			a.firstSeen = ev.TS
@@ -414,7 +423,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		}
 	}
 	// cross_tenant.resource_mismatch
-	if r := e.enabled(RuleResourceMismatch); r != nil && ev.ResourceTenantID != "" && ev.ResourceTenantID != ev.TenantID {
+	if r := on(e.r.resourceMismatch); r != nil && ev.ResourceTenantID != "" && ev.ResourceTenantID != ev.TenantID {
 		sev, verb := r.Severity, "was allowed"
 		if !allowed {
 			sev, verb = r.Thresholds.DeniedSeverity, "was denied"
@@ -424,7 +433,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			map[string]string{AttrOtherTenant: ev.ResourceTenantID, AttrDecision: ev.PolicyDecision}), out)
 	}
 	// cross_tenant.stale_binding
-	if r := e.rules.Rules[RuleStaleBinding]; r != nil {
+	if r := e.r.staleBinding; r != nil {
 		var other, by string
 		var earlier uuid.UUID
 		a.bindings, other, earlier = touch(a.bindings, ev.TenantID, ev.TS, ev.EventID, r.Window)
@@ -459,7 +468,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 		}
 	}
 	// rate.limit_exceeded (requests)
-	if r := e.enabled(RuleRateLimit); r != nil {
+	if r := on(e.r.rateLimit); r != nil {
 		if a.rate == nil {
 			a.rate = &rateRing{}
 		}
@@ -477,8 +486,13 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	if ev.TraceID != "" {
 		ti, ok := e.traces.get(ev.TraceID)
 		if !ok {
-			ti = &traceInfo{tenant: strings.Clone(ev.TenantID), agent: strings.Clone(ev.AgentID), token: strings.Clone(ev.TokenID),
-				parent: strings.Clone(ev.ParentIdentity), tokenType: strings.Clone(ev.TokenType)}
+			// Nearly every event starts a trace: its strings are the
+			// agent's kept copies (copied again only when they change),
+			// and its event ids live in the struct, so a new trace costs
+			// two allocations, not eight.
+			ti = &traceInfo{tenant: keep(&a.ids.tenant, ev.TenantID), agent: keep(&a.ids.agent, ev.AgentID), token: keep(&a.ids.token, ev.TokenID),
+				parent: keep(&a.ids.parent, ev.ParentIdentity), tokenType: keep(&a.ids.tokenType, ev.TokenType)}
+			ti.events = ti.evbuf[:0]
 			e.traces.put(strings.Clone(ev.TraceID), ti)
 		}
 		if len(ti.events) < 3 {
@@ -491,7 +505,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 // NeedsSpans reports whether any enabled rule reads spans (token rates);
 // if not, span messages need not be decoded.
 func (e *Engine) NeedsSpans() bool {
-	r := e.enabled(RuleRateLimit)
+	r := on(e.r.rateLimit)
 	return r != nil && r.Thresholds.Tokens > 0
 }
 
@@ -500,7 +514,7 @@ func (e *Engine) NeedsSpans() bool {
 // its trace in the same message, else to the agent of the audit events of
 // its trace (joined by trace_id).
 func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
-	r := e.enabled(RuleRateLimit)
+	r := on(e.r.rateLimit)
 	if r == nil || r.Thresholds.Tokens <= 0 {
 		return out
 	}
@@ -581,6 +595,15 @@ func sameFields(fs []string, s string) bool {
 		i++
 	}
 	return i == len(fs)
+}
+
+// keep returns s from *kept, copying it there first when it differs: the
+// state's copy of a string that mostly repeats.
+func keep(kept *string, s string) string {
+	if *kept != s {
+		*kept = strings.Clone(s)
+	}
+	return *kept
 }
 
 func cloneAll(ss []string) []string {

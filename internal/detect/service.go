@@ -27,6 +27,7 @@ type Service struct {
 	engine  *Engine
 	actions Actions
 	sink    *sink
+	dialer  *kafka.Dialer // of the partition readers (newDialer)
 
 	// aborted makes Run return without the final store, act and commit,
 	// as a killed process would (tests).
@@ -44,7 +45,7 @@ func New(cfg Config, conn driver.Conn, actions Actions, log *slog.Logger, reg pr
 		return nil, err
 	}
 	m := newMetrics(reg)
-	s := &Service{cfg: cfg, conn: conn, log: log, m: m, actions: actions, engine: newEngine(rules, cfg.State, m, nil)}
+	s := &Service{cfg: cfg, conn: conn, log: log, m: m, actions: actions, engine: newEngine(rules, cfg.State, m, nil), dialer: newDialer()}
 	s.sink = &sink{s: s, in: make(chan item, 4096)}
 	return s, nil
 }
@@ -382,24 +383,15 @@ type pendingCommit struct {
 func (w *worker) run(gctx context.Context) {
 	s := w.s
 	log := s.log.With("topic", w.topic, "partition", w.partition)
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:       s.cfg.Brokers,
-		Topic:         w.topic,
-		Partition:     w.partition,
-		MinBytes:      1,
-		MaxBytes:      s.cfg.FetchMaxBytes,
-		MaxWait:       s.cfg.FetchMaxWait,
-		QueueCapacity: 1000,
-	})
-	defer r.Close()
 	start := w.committed
 	if start < 0 {
 		start = kafka.FirstOffset
 	}
-	if err := r.SetOffset(start); err != nil {
-		log.Error("set offset", "err", err)
-		return
+	r := &partitionReader{
+		dialer: s.dialer, brokers: s.cfg.Brokers, topic: w.topic, partition: w.partition, log: log, offset: start,
+		cfg: kafka.ReadBatchConfig{MinBytes: s.cfg.FetchMinBytes, MaxBytes: s.cfg.FetchMaxBytes, MaxWait: s.cfg.FetchMaxWait},
 	}
+	defer r.close()
 	isSpans := w.topic == s.cfg.SpansTopic && w.topic != s.cfg.EventsTopic
 	dec, err := event.NewAuditDecoder(s.cfg.Events)
 	if err != nil {
@@ -452,39 +444,8 @@ func (w *worker) run(gctx context.Context) {
 			log.Warn("offset commit failed", "err", err, "offset", to)
 		}
 	}
-	// One fetch context per commit interval, not per message: its deadline
-	// is the next commit, so a quiet partition still commits on time, and
-	// a busy one does not pay a context and a timer for every message.
-	var (
-		fctx   context.Context
-		cancel = func() {}
-	)
-	renew := func() {
-		cancel()
-		fctx, cancel = context.WithDeadline(gctx, lastTick.Add(s.cfg.CommitInterval))
-	}
-	renew()
-	defer func() { cancel() }()
-	for {
-		msg, err := r.FetchMessage(fctx)
-		if err != nil {
-			switch {
-			case gctx.Err() != nil:
-				if !s.aborted.Load() {
-					commit(true)
-				}
-				return
-			case errors.Is(err, context.DeadlineExceeded):
-			default:
-				log.Warn("fetch", "err", err)
-				retry.Sleep(gctx, s.cfg.Retry.Backoff(0))
-			}
-			commit(false)
-			lastTick = time.Now()
-			renew()
-			continue
-		}
-		lagLabel.Set(float64(max(msg.HighWaterMark-msg.Offset-1, 0)))
+	handle := func(msg *kafka.Message, hwm int64) error {
+		lagLabel.Set(float64(max(hwm-msg.Offset-1, 0)))
 		outs = outs[:0]
 		if isSpans && !needSpans {
 			skipLbl.Inc()
@@ -509,7 +470,7 @@ func (w *worker) run(gctx context.Context) {
 		}
 		for _, o := range outs {
 			if err := s.sink.submit(gctx, o, msg.Time); err != nil {
-				return // generation ended while the sink was full: not committed
+				return errStop // generation ended while the sink was full: not committed
 			}
 			lastSeq = s.sink.submitted.Load()
 		}
@@ -517,7 +478,31 @@ func (w *worker) run(gctx context.Context) {
 		if time.Since(lastTick) >= s.cfg.CommitInterval {
 			commit(false)
 			lastTick = time.Now()
-			renew()
+		}
+		return nil
+	}
+	// A fetch waits at most FetchMaxWait, so the generation's end and the
+	// commit interval are noticed between fetches even on a quiet partition.
+	for errs := 0; ; {
+		if gctx.Err() != nil {
+			if !s.aborted.Load() {
+				commit(true)
+			}
+			return
+		}
+		switch err := r.readBatch(gctx, handle); {
+		case errors.Is(err, errStop):
+			return
+		case err != nil && gctx.Err() == nil:
+			log.Warn("fetch", "err", err)
+			retry.Sleep(gctx, s.cfg.Retry.Backoff(errs))
+			errs++
+		default:
+			errs = 0
+		}
+		if time.Since(lastTick) >= s.cfg.CommitInterval {
+			commit(false)
+			lastTick = time.Now()
 		}
 	}
 }

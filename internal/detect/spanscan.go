@@ -64,6 +64,12 @@ type spanScanner struct {
 	maxNs   uint64
 	tenant  []string // per TenantAttributes key: the span's value
 	res     []string // per TenantAttributes key: the resource's value
+	// The last trace id and string values made (see intern): the spans of
+	// a message share their trace, agent and tenant, so most are not
+	// made again.
+	lastTrace    [16]byte
+	lastTraceHex string
+	lastStr      [4]string
 }
 
 // errScanFallback: the scanner leaves this message to event.DecodeSpans.
@@ -343,12 +349,64 @@ func (sc *spanScanner) str(v anyValue) (string, error) {
 	case 0:
 		return "", nil
 	case 's':
-		if string(v.s) == "chat" {
-			return "chat", nil // the operation of every span that counts: no copy
+		// The GenAI operation names: no copy (the spans of a message have
+		// several, which would push agents and tenants out of intern's few).
+		if op, ok := genAIOperation(v.s); ok {
+			return op, nil
 		}
-		return string(v.s), nil
+		return sc.intern(v.s), nil
 	}
 	return "", errScanFallback // flattened forms (numbers, JSON): the full decoder's business
+}
+
+// genAIOperation returns b as a constant when it is one of the
+// gen_ai.operation.name values of the GenAI semantic conventions.
+func genAIOperation(b []byte) (string, bool) {
+	switch string(b) {
+	case "chat":
+		return "chat", true
+	case "invoke_agent":
+		return "invoke_agent", true
+	case "execute_tool":
+		return "execute_tool", true
+	case "create_agent":
+		return "create_agent", true
+	case "embeddings":
+		return "embeddings", true
+	case "generate_content":
+		return "generate_content", true
+	case "text_completion":
+		return "text_completion", true
+	}
+	return "", false
+}
+
+// intern returns b as a string: one of the last few made when it has the
+// same bytes (agents and tenants repeat from span to span), else a new one
+// that replaces the oldest of them. Comparing costs no allocation.
+func (sc *spanScanner) intern(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	for _, s := range sc.lastStr {
+		if s == string(b) {
+			return s
+		}
+	}
+	s := string(b)
+	copy(sc.lastStr[1:], sc.lastStr[:len(sc.lastStr)-1])
+	sc.lastStr[0] = s
+	return s
+}
+
+// traceHex returns the hex form of a 16-byte trace id, the last one made
+// when it is the same trace.
+func (sc *spanScanner) traceHex(trace []byte) string {
+	if sc.lastTraceHex == "" || string(trace) != string(sc.lastTrace[:]) {
+		copy(sc.lastTrace[:], trace)
+		sc.lastTraceHex = hex.EncodeToString(trace)
+	}
+	return sc.lastTraceHex
 }
 
 // tokens reads a token count as event.DecodeSpans does: a non-negative
@@ -631,7 +689,7 @@ func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string
 		start == 0 || end == 0 || !sc.inWindow(start) || !sc.inWindow(end) || end < start {
 		return errScanFallback
 	}
-	row.TraceID = hex.EncodeToString(trace)
+	row.TraceID = sc.traceHex(trace)
 	row.StartTime = time.Unix(0, int64(start)).UTC()
 	row.OperationName = op
 	row.AgentID = agent

@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"container/list"
 	"strings"
 	"time"
 
@@ -9,28 +8,48 @@ import (
 )
 
 // lru is a map bounded to cap entries; the least recently used entry is
-// evicted (and counted) to make room.
+// evicted (and counted) to make room. Entries live in one slice linked by
+// index (a doubly linked ring through slot 0, the sentinel): a lookup
+// moves no pointer-linked element, and a full map reuses the evicted slot,
+// so the hot path neither allocates per entry nor leaves garbage.
 type lru[V any] struct {
 	cap     int
-	m       map[string]*list.Element
-	l       list.List
+	m       map[string]int32
+	e       []lruEntry[V] // e[0]: sentinel; e[0].next is the most recent
 	onEvict func()
 }
 
 type lruEntry[V any] struct {
-	key string
-	val V
+	key        string
+	val        V
+	prev, next int32
 }
 
 func newLRU[V any](capacity int, onEvict func()) *lru[V] {
-	return &lru[V]{cap: capacity, m: make(map[string]*list.Element), onEvict: onEvict}
+	return &lru[V]{cap: capacity, m: make(map[string]int32), e: make([]lruEntry[V], 1, 1+min(capacity, 1024)), onEvict: onEvict}
+}
+
+func (c *lru[V]) unlink(i int32) {
+	e := &c.e[i]
+	c.e[e.prev].next = e.next
+	c.e[e.next].prev = e.prev
+}
+
+func (c *lru[V]) pushFront(i int32) {
+	first := c.e[0].next
+	c.e[i].prev, c.e[i].next = 0, first
+	c.e[first].prev = i
+	c.e[0].next = i
 }
 
 // get returns the value and marks it used.
 func (c *lru[V]) get(k string) (V, bool) {
-	if e, ok := c.m[k]; ok {
-		c.l.MoveToFront(e)
-		return e.Value.(*lruEntry[V]).val, true
+	if i, ok := c.m[k]; ok {
+		if c.e[0].next != i {
+			c.unlink(i)
+			c.pushFront(i)
+		}
+		return c.e[i].val, true
 	}
 	var zero V
 	return zero, false
@@ -38,24 +57,31 @@ func (c *lru[V]) get(k string) (V, bool) {
 
 // put sets k, evicting the least recently used entry when full.
 func (c *lru[V]) put(k string, v V) {
-	if e, ok := c.m[k]; ok {
-		e.Value.(*lruEntry[V]).val = v
-		c.l.MoveToFront(e)
+	if i, ok := c.m[k]; ok {
+		c.e[i].val = v
+		c.unlink(i)
+		c.pushFront(i)
 		return
 	}
-	if c.l.Len() >= c.cap {
-		if old := c.l.Back(); old != nil {
-			c.l.Remove(old)
-			delete(c.m, old.Value.(*lruEntry[V]).key)
-			if c.onEvict != nil {
-				c.onEvict()
-			}
+	var i int32
+	if len(c.m) >= c.cap {
+		i = c.e[0].prev // the least recently used
+		c.unlink(i)
+		delete(c.m, c.e[i].key)
+		c.e[i] = lruEntry[V]{}
+		if c.onEvict != nil {
+			c.onEvict()
 		}
+	} else {
+		i = int32(len(c.e))
+		c.e = append(c.e, lruEntry[V]{})
 	}
-	c.m[k] = c.l.PushFront(&lruEntry[V]{key: k, val: v})
+	c.e[i].key, c.e[i].val = k, v
+	c.pushFront(i)
+	c.m[k] = i
 }
 
-func (c *lru[V]) len() int { return c.l.Len() }
+func (c *lru[V]) len() int { return len(c.m) }
 
 // maxRateWindow bounds rate.limit_exceeded's window: the ring holds one
 // bucket per second.
@@ -105,6 +131,9 @@ type agentState struct {
 	// rateWarmed: counts of seconds up to this one (unix) came from
 	// ClickHouse at start; redelivered events in them are not counted again.
 	rateWarmed int64
+	// ids: copies of the identity strings of the agent's latest event with
+	// a trace, shared by the traces it starts (see keep).
+	ids struct{ tenant, agent, token, parent, tokenType string }
 }
 
 // binding: an actor seen under tenant, last at last (event time).
@@ -128,7 +157,8 @@ type revocation struct {
 // traceInfo joins spans to the audit events of their trace.
 type traceInfo struct {
 	tenant, agent, token, parent, tokenType string
-	events                                  []uuid.UUID // event ids (max 3)
+	events                                  []uuid.UUID // event ids (max 3), in evbuf when the engine made it
+	evbuf                                   [3]uuid.UUID
 }
 
 // suppression is one open detection and its suppression period.

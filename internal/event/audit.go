@@ -162,8 +162,8 @@ func (o EventOptions) withDefaults() EventOptions {
 type AuditDecoder struct {
 	opts   EventOptions
 	schema *jsonschema.Schema
-	// scratch holds *[]strRef buffers for the attributes of one decode,
-	// reused: a decoder runs per message on the hot path.
+	// scratch holds *auditScratch buffers for the attributes and scopes of
+	// one decode, reused: a decoder runs per message on the hot path.
 	scratch sync.Pool
 }
 
@@ -199,9 +199,9 @@ func CompileAuditEventSchema() (*jsonschema.Schema, error) {
 // DecodeAuditEvent. With ValidateWithSchema the JSON Schema library checks
 // the event too.
 func (d *AuditDecoder) Decode(data []byte) (AuditEvent, error) {
-	sc, _ := d.scratch.Get().(*[]strRef)
+	sc, _ := d.scratch.Get().(*auditScratch)
 	if sc == nil {
-		sc = new([]strRef)
+		sc = new(auditScratch)
 	}
 	ev, err := decodeAuditEvent(data, d.opts, sc)
 	d.scratch.Put(sc)
@@ -267,12 +267,19 @@ func (d *AuditDecoder) ValidateSchema(data []byte) error {
 // is a lone surrogate is invalid_utf8 (the library would store U+FFFD), and
 // date-time fields must be digits (the library's strconv.Atoi takes "+1").
 func DecodeAuditEvent(data []byte, opts EventOptions) (AuditEvent, error) {
-	return decodeAuditEvent(data, opts.withDefaults(), new([]strRef))
+	return decodeAuditEvent(data, opts.withDefaults(), new(auditScratch))
 }
 
-// decodeAuditEvent decodes data; scratch is space for the attribute
-// references, kept (grown) for the next call.
-func decodeAuditEvent(data []byte, opts EventOptions, scratch *[]strRef) (AuditEvent, error) {
+// auditScratch is space for the references to the attributes and scopes
+// of one decode, kept (grown) for the next: the event's strings are copied
+// out of the arena, not these.
+type auditScratch struct {
+	attrs  []strRef
+	scopes [2][]strRef
+}
+
+// decodeAuditEvent decodes data with scratch's space.
+func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (AuditEvent, error) {
 	lim := opts.Limits
 	if len(data) > lim.MaxMessageBytes {
 		return AuditEvent{}, newError(ReasonMessageTooLarge, "message of "+strconv.Itoa(len(data))+" bytes exceeds limit of "+strconv.Itoa(lim.MaxMessageBytes))
@@ -280,8 +287,11 @@ func decodeAuditEvent(data []byte, opts EventOptions, scratch *[]strRef) (AuditE
 	if !utf8.Valid(data) {
 		return AuditEvent{}, newError(ReasonInvalidUTF8, "message is not valid UTF-8")
 	}
-	p := auditParser{data: data, arena: make([]byte, 0, len(data)), attrs: (*scratch)[:0]}
-	defer func() { *scratch = p.attrs[:0] }()
+	p := auditParser{data: data, arena: make([]byte, 0, len(data)), attrs: scratch.attrs[:0],
+		scopes: [2][]strRef{scratch.scopes[0][:0], scratch.scopes[1][:0]}}
+	defer func() {
+		scratch.attrs, scratch.scopes[0], scratch.scopes[1] = p.attrs[:0], p.scopes[0][:0], p.scopes[1][:0]
+	}()
 	if err := p.document(); err != nil {
 		return AuditEvent{}, err
 	}

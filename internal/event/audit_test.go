@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -308,5 +309,43 @@ func TestAuditDecoderConcurrentDecodesStaySeparate(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// The two scope lists share one allocation: appending to one must not
+// change the other, and a decoder reused for the next event must not
+// change the lists of the previous one.
+func TestDecodeAuditEventScopeListsAreIndependent(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := dec.Decode([]byte(fullEvent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = append(ev.DelegationScope, "admin:org")
+	if !slices.Equal(ev.RequiredScopes, []string{"crm:read"}) {
+		t.Fatalf("required scopes = %q after appending to the delegation scope", ev.RequiredScopes)
+	}
+	next, err := dec.Decode(event(func(m map[string]any) {
+		m["delegation_scope"] = []string{"x:1", "x:2", "x:3"}
+		m["required_scopes"] = []string{"y:1", "y:2"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ev.DelegationScope, []string{"crm:read", "mail:send"}) || !slices.Equal(ev.RequiredScopes, []string{"crm:read"}) {
+		t.Fatalf("first event's scopes changed by the next decode: %q %q", ev.DelegationScope, ev.RequiredScopes)
+	}
+	if !slices.Equal(next.DelegationScope, []string{"x:1", "x:2", "x:3"}) || !slices.Equal(next.RequiredScopes, []string{"y:1", "y:2"}) {
+		t.Fatalf("next event's scopes = %q %q", next.DelegationScope, next.RequiredScopes)
+	}
+	only, err := dec.Decode(event(func(m map[string]any) { m["required_scopes"] = []string{"z:1"} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if only.DelegationScope != nil || !slices.Equal(only.RequiredScopes, []string{"z:1"}) {
+		t.Fatalf("one list only: %q %q", only.DelegationScope, only.RequiredScopes)
 	}
 }

@@ -559,13 +559,21 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 		SpanID:           get(p.fields[fSpanID]),
 		SchemaVersion:    SchemaVersion1,
 	}
-	for i, dst := range [2]*[]string{&ev.DelegationScope, &ev.RequiredScopes} {
-		if refs := p.scopes[i]; len(refs) > 0 {
-			out := make([]string, len(refs))
-			for j, r := range refs {
-				out[j] = get(r)
-			}
-			*dst = out
+	// Both scope lists in one allocation; each is capped at its length,
+	// so appending to one never writes into the other.
+	if n0, n1 := len(p.scopes[0]), len(p.scopes[1]); n0+n1 > 0 {
+		out := make([]string, n0+n1)
+		for j, r := range p.scopes[0] {
+			out[j] = get(r)
+		}
+		for j, r := range p.scopes[1] {
+			out[n0+j] = get(r)
+		}
+		if n0 > 0 {
+			ev.DelegationScope = out[:n0:n0]
+		}
+		if n1 > 0 {
+			ev.RequiredScopes = out[n0:]
 		}
 	}
 	if len(p.attrs) > 0 {

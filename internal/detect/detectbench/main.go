@@ -6,8 +6,9 @@
 //
 //  1. latency: simulator background traffic at -rate audit events per second
 //     (with its traces; generated before the clock starts, so the load
-//     generator keeps its rate) and an out-of-delegation attack every
-//     -attack-every; latency is from the attack message's Kafka timestamp
+//     generator keeps its rate; sent every -produce-every, one produce
+//     request per partition, stamped when sent) and an out-of-delegation
+//     attack every -attack-every; latency is from the attack message's Kafka timestamp
 //     to the first signed webhook about it received by an in-process
 //     receiver (webhooksink, verifying signatures), through the real
 //     sender: detection stored, outbox written, HTTP request. It is also
@@ -15,7 +16,11 @@
 //
 // Each phase prints the CPU-seconds the detector (this process), Kafka and
 // ClickHouse used, and the load generator its own while sending: the
-// four share the machine's cores.
+// four share the machine's cores. detector_cpu_us_per_event is this
+// process's CPU per audit event (with its share of trace messages, and the
+// webhook sender and receiver): steadier than rates on a shared machine.
+// The detector runs with cmd/detector's defaults (GC settings included);
+// -detector-flags overrides them.
 //  2. throughput: -max-events audit events (with their traces) preloaded,
 //     then consumed by a fresh detector as fast as it can.
 //
@@ -69,11 +74,13 @@ func main() {
 	rate := flag.Float64("rate", 20_000, "background audit events per second (0: as fast as possible)")
 	duration := flag.Duration("duration", 10*time.Second, "latency phase length")
 	attackEvery := flag.Duration("attack-every", 100*time.Millisecond, "one attack per this interval")
+	produceEvery := flag.Duration("produce-every", 5*time.Millisecond, "the load generator sends what is due this often (one produce request per partition)")
 	maxEvents := flag.Int("max-events", 300_000, "throughput phase: audit events preloaded")
 	runs := flag.Int("runs", 3, "runs; medians are reported")
 	serverBin := flag.String("agentaudit", "bin/agentaudit", "agentaudit binary (serves ClickHouse)")
 	brokerBin := flag.String("kafkabroker", "bin/kafkabroker", "kafkabroker binary (serves kfake)")
 	work := flag.String("dir", ".cache/bench-detect", "working directory")
+	detectorFlags := flag.String("detector-flags", "", "flags for the detector under test, as cmd/detector takes them (e.g. \"-detect.kafka.fetch-min-bytes=1\"); defaults otherwise")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process (the detector) here")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the benchmark process (the detector) here at the end")
 	flag.Parse()
@@ -94,9 +101,9 @@ func main() {
 	}
 	var err error
 	if *produce {
-		err = runProducer(*brokers, *eventsTopic, *spansTopic, *rate, *duration, *attackEvery, *maxEvents)
+		err = runProducer(*brokers, *eventsTopic, *spansTopic, *rate, *duration, *attackEvery, *produceEvery, *maxEvents)
 	} else {
-		err = runBench(*runs, *rate, *duration, *attackEvery, *maxEvents, *serverBin, *brokerBin, *work)
+		err = runBench(*runs, *rate, *duration, *attackEvery, *produceEvery, *maxEvents, *serverBin, *brokerBin, *work, strings.Fields(*detectorFlags))
 	}
 	if err != nil {
 		pprof.StopCPUProfile()
@@ -116,7 +123,7 @@ func simConfig(start time.Time, rate float64) sim.Config {
 	return cfg
 }
 
-func runBench(runs int, rate float64, duration, attackEvery time.Duration, maxEvents int, serverBin, brokerBin, work string) error {
+func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, serverBin, brokerBin, work string, detFlags []string) error {
 	ctx := context.Background()
 	_ = os.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o755); err != nil {
@@ -147,7 +154,7 @@ func runBench(runs int, rate float64, duration, attackEvery time.Duration, maxEv
 	var p50s, p99s, eps, rss []float64
 	for r := 1; r <= runs; r++ {
 		pids := []int{os.Getpid(), broker.Process.Pid, ch.PID()}
-		res, err := oneRun(ctx, r, ch.Addr(), addr, pids, rate, duration, attackEvery, maxEvents, work)
+		res, err := oneRun(ctx, r, ch.Addr(), addr, pids, rate, duration, attackEvery, produceEvery, maxEvents, work, detFlags)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", r, err)
 		}
@@ -257,19 +264,22 @@ func newCPUMeter(names []string, pids []int) *cpuMeter {
 	return m
 }
 
-func (m *cpuMeter) lap() string {
+// lap returns the line and the seconds of each process (in pids order).
+func (m *cpuMeter) lap() (string, []float64) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "wall=%.1fs", time.Since(m.wall).Seconds())
+	secs := make([]float64, len(m.pids))
 	for i, pid := range m.pids {
 		c := procstat.CPUSeconds(pid)
-		fmt.Fprintf(&b, " %s=%.1fs", m.names[i], c-m.last[i])
+		secs[i] = c - m.last[i]
+		fmt.Fprintf(&b, " %s=%.1fs", m.names[i], secs[i])
 		m.last[i] = c
 	}
 	m.wall = time.Now()
-	return b.String()
+	return b.String(), secs
 }
 
-func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, rate float64, duration, attackEvery time.Duration, maxEvents int, work string) (result, error) {
+func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, work string, detFlags []string) (result, error) {
 	var res result
 	db := fmt.Sprintf("bench_%d", r)
 	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chAddr}})
@@ -309,14 +319,14 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	if err := sim.CreateTopics(ctx, []string{brokerAddr}, 4, evT, spT); err != nil {
 		return res, err
 	}
-	det, err := startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("lat_%d", r), rules, prometheus.NewRegistry())
+	det, err := startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("lat_%d", r), rules, prometheus.NewRegistry(), detFlags)
 	if err != nil {
 		return res, err
 	}
 	acts := det.acts
 	time.Sleep(2 * time.Second) // let the consumer group form before the clock starts: no condition to wait on from here
 	cpu := newCPUMeter([]string{"cpu_detector", "cpu_kafka", "cpu_clickhouse"}, pids)
-	attacks, _, err := runChild(brokerAddr, evT, spT, rate, duration, attackEvery, 0)
+	attacks, sent, err := runChild(brokerAddr, evT, spT, rate, duration, attackEvery, produceEvery, 0)
 	if err != nil {
 		det.stop()
 		return res, err
@@ -325,7 +335,8 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	for acts.count() < attacks && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	fmt.Printf("run %d: latency phase %s\n", r, cpu.lap())
+	line, secs := cpu.lap()
+	fmt.Printf("run %d: latency phase %s detector_cpu_us_per_event=%.1f\n", r, line, secs[0]/float64(max(sent, 1))*1e6)
 	det.stop()
 	res.attacks, res.detected = attacks, acts.count()
 	lat := slices.Clone(acts.lat)
@@ -345,12 +356,12 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	if err := sim.CreateTopics(ctx, []string{brokerAddr}, 4, evT, spT); err != nil {
 		return res, err
 	}
-	_, produced, err := runChild(brokerAddr, evT, spT, 0, 0, 0, maxEvents)
+	_, produced, err := runChild(brokerAddr, evT, spT, 0, 0, 0, produceEvery, maxEvents)
 	if err != nil {
 		return res, err
 	}
 	reg := prometheus.NewRegistry()
-	det, err = startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("max_%d", r), rules, reg)
+	det, err = startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("max_%d", r), rules, reg, detFlags)
 	if err != nil {
 		return res, err
 	}
@@ -368,7 +379,8 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	fmt.Printf("run %d: throughput phase %s\n", r, cpu.lap())
+	line, secs = cpu.lap()
+	fmt.Printf("run %d: throughput phase %s detector_cpu_us_per_event=%.1f\n", r, line, secs[0]/float64(max(produced, 1))*1e6)
 	det.stop()
 	if last.IsZero() {
 		return res, errors.New("throughput phase did not finish in 5 minutes")
@@ -389,10 +401,13 @@ type detector struct {
 // startDetector runs the detector as cmd/detector wires it (detect.Service
 // with a notify.Sender as its action sink), sending every webhook to an
 // in-process receiver on a loopback port.
-func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules string, reg *prometheus.Registry) (*detector, error) {
+func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules string, reg *prometheus.Registry, flags []string) (*detector, error) {
 	var cfg detect.ServiceConfig
 	fs := flag.NewFlagSet("detect", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
+	if err := fs.Parse(flags); err != nil {
+		return nil, fmt.Errorf("detector flags: %w", err)
+	}
 	dc := &cfg.Detect
 	dc.Brokers = config.StringSlice{broker}
 	dc.EventsTopic, dc.SpansTopic, dc.GroupID = evT, spT, group
@@ -427,6 +442,8 @@ func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules stri
 		srv.Close()
 		return nil, err
 	}
+	// As cmd/detector does: the detector process's GC settings.
+	restoreGC := dc.GC.Apply(os.Getenv)
 	ctx, cancel := context.WithCancel(context.Background())
 	sndCtx, stopSnd := context.WithCancel(context.Background())
 	sndDone := make(chan error, 1)
@@ -443,6 +460,7 @@ func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules stri
 			fmt.Fprintln(os.Stderr, "webhook sender:", err)
 		}
 		srv.Close()
+		restoreGC()
 	}}, nil
 }
 
@@ -475,13 +493,13 @@ func processed(reg *prometheus.Registry, topic string) float64 {
 }
 
 // runChild runs the load generator and returns what it reports.
-func runChild(broker, evT, spT string, rate float64, duration, attackEvery time.Duration, events int) (attacks, produced int, err error) {
+func runChild(broker, evT, spT string, rate float64, duration, attackEvery, every time.Duration, events int) (attacks, produced int, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, 0, err
 	}
 	cmd := exec.Command(self, "-produce", "-brokers", broker, "-events-topic", evT, "-spans-topic", spT,
-		"-rate", fmt.Sprint(rate), "-duration", duration.String(), "-attack-every", attackEvery.String(), "-max-events", strconv.Itoa(events))
+		"-rate", fmt.Sprint(rate), "-duration", duration.String(), "-attack-every", attackEvery.String(), "-produce-every", every.String(), "-max-events", strconv.Itoa(events))
 	cmd.Stderr = os.Stderr
 	b, err := cmd.Output()
 	if err != nil {
@@ -498,110 +516,6 @@ func runChild(broker, evT, spT string, rate float64, duration, attackEvery time.
 	fmt.Printf("load generator: %d events, %d attacks in %.1f s (%.0f events/s, %.1f CPU-seconds sending)\n",
 		rep.Events, rep.Attacks, rep.Seconds, float64(rep.Events)/rep.Seconds, rep.CPUSeconds)
 	return rep.Attacks, rep.Events, nil
-}
-
-// runProducer is the child: simulator traffic paced at rate audit events
-// per second for duration (rate 0: maxEvents as fast as possible), plus an
-// attack every attackEvery. Every message carries its produce time as its
-// Kafka timestamp. With a rate, the simulator's messages are generated
-// before the clock starts, so the load generator spends its CPU on sending
-// only and keeps its rate (the detector shares the two cores with it, with
-// Kafka and with ClickHouse).
-func runProducer(broker, evT, spT string, rate float64, duration, attackEvery time.Duration, maxEvents int) error {
-	ctx := context.Background()
-	s, err := sim.New(simConfig(time.Now().UTC().Add(-time.Minute), rate))
-	if err != nil {
-		return err
-	}
-	var pre []kafka.Message
-	if rate > 0 {
-		want := int(rate * duration.Seconds())
-		for n := 0; n < want; {
-			m, ok := s.Next()
-			if !ok {
-				break
-			}
-			topic := spT
-			if !m.IsTrace() {
-				topic = evT
-				n++
-			}
-			pre = append(pre, kafka.Message{Topic: topic, Key: m.Key, Value: m.Value})
-		}
-	}
-	w := &kafka.Writer{Addr: kafka.TCP(broker), Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond, BatchSize: 2000,
-		RequiredAcks: kafka.RequireOne, Async: true}
-	var (
-		events, attacks int
-		batch           []kafka.Message
-		start           = time.Now()
-		cpuStart        = procstat.CPUSeconds(os.Getpid())
-		nextAttack      = start.Add(attackEvery)
-	)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		now := time.Now()
-		for i := range batch {
-			batch[i].Time = now
-		}
-		err := w.WriteMessages(ctx, batch...)
-		batch = batch[:0]
-		return err
-	}
-	for {
-		now := time.Now()
-		if maxEvents > 0 && events >= maxEvents || maxEvents == 0 && now.Sub(start) >= duration {
-			break
-		}
-		if attackEvery > 0 && !now.Before(nextAttack) {
-			attacks++
-			batch = append(batch, attackMessage(evT, attacks, now))
-			nextAttack = nextAttack.Add(attackEvery)
-		}
-		if rate > 0 && float64(events) >= rate*now.Sub(start).Seconds() {
-			if err := flush(); err != nil {
-				return err
-			}
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		var m kafka.Message
-		if rate > 0 {
-			if len(pre) == 0 {
-				break
-			}
-			m, pre = pre[0], pre[1:]
-		} else {
-			sm, ok := s.Next()
-			if !ok {
-				break
-			}
-			m = kafka.Message{Topic: spT, Key: sm.Key, Value: sm.Value}
-			if !sm.IsTrace() {
-				m.Topic = evT
-			}
-		}
-		if m.Topic == evT {
-			events++
-		}
-		batch = append(batch, m)
-		if len(batch) >= 500 {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := flush(); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	elapsed := time.Since(start)
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"attacks": attacks, "events": events, "seconds": elapsed.Seconds(),
-		"cpu_seconds": procstat.CPUSeconds(os.Getpid()) - cpuStart})
 }
 
 // attackMessage: an allowed call needing admin:org by a credential that

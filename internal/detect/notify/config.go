@@ -73,6 +73,9 @@ type Config struct {
 	// instances give each a stable name (a StatefulSet pod name): rows of
 	// an instance are sent when an instance of that name runs again.
 	Instance string `yaml:"instance"`
+	// RecordInterval: how often delivery attempts (webhook_deliveries,
+	// outbox states, revocations) are written; see Sender.runRecorder.
+	RecordInterval time.Duration `yaml:"record_interval"`
 }
 
 // Endpoint is one webhook receiver.
@@ -118,6 +121,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.IntVar(&c.QueueSize, p+"queue-size", 10_000, "pending messages held in memory per endpoint (the rest wait in the outbox)")
 	fs.DurationVar(&c.StoreTimeout, p+"store-timeout", 10*time.Second, "timeout of each ClickHouse write or read")
 	fs.StringVar(&c.Issuer, p+"issuer", "agentaudit", "iss of CAEP SETs, product name in OCSF findings")
+	fs.DurationVar(&c.RecordInterval, p+"record-interval", time.Second, "how often delivery attempts are written to ClickHouse (2-3 inserts each time); after a crash the messages delivered since the last write are sent again, with the same webhook-id")
 	fs.StringVar(&c.Instance, p+"instance", "", "name of this detector instance in the webhook outbox; with several instances each loads only its own pending rows (empty: all rows, one instance)")
 	d := &c.Default
 	d.Name = "default"
@@ -200,6 +204,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StoreTimeout <= 0 {
 		add("store_timeout", fmt.Errorf("%w: must be > 0", config.ErrInvalid))
+	}
+	if c.RecordInterval <= 0 {
+		add("record_interval", fmt.Errorf("%w: must be > 0", config.ErrInvalid))
 	}
 	seen := map[string]bool{}
 	for i, e := range c.AllEndpoints() {

@@ -84,6 +84,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"caep for notify", func(c *notify.Config) { c.Endpoints[0].Format = notify.FormatCAEPSET }, "endpoints[0].format"},
 		{"empty schedule", func(c *notify.Config) { c.Schedule = nil }, "schedule"},
 		{"bad default", func(c *notify.Config) { c.Default.URL = "nope" }, "default.url"},
+		{"no record interval", func(c *notify.Config) { c.RecordInterval = 0 }, "record_interval"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig(t, "http://127.0.0.1:9/x", secret(1))

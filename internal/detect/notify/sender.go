@@ -746,25 +746,31 @@ func (s *Sender) attempt(ctx context.Context, ep *endpoint, m *message) {
 	ep.signal()
 }
 
-// recordEvery bounds how long an attempt's result waits to be written.
-// Each write is two or three ClickHouse inserts (outbox states, deliveries,
-// revocations), off the latency path; every insert makes a part that
-// ClickHouse must write and merge. In bench-detect (a detection every
-// 100 ms) a 20 ms tick wrote after nearly every detection: three inserts
-// per detection besides the two on its way to the webhook. A crash loses
-// at most this much of the record: the messages whose delivery it would
-// have marked are sent again after the restart with the same webhook-id
-// (at least once; receivers deduplicate).
+// defaultRecordInterval is Config.RecordInterval when unset. The interval
+// bounds how long an attempt's result waits to be written. Each write is
+// two or three ClickHouse inserts (outbox states, deliveries, revocations),
+// off the latency path; every insert makes a part that ClickHouse must
+// write and merge, and costs the embedded engine 5-25 ms of CPU. In
+// bench-detect (a detection every 100 ms) a 20 ms tick wrote after nearly
+// every detection, and 250 ms still made about a third of the inserts the
+// detector causes, on the CPU the detections' own inserts wait for. A crash
+// loses at most this much of the record: the messages whose delivery it
+// would have marked are sent again after the restart with the same
+// webhook-id (at least once; receivers deduplicate).
 const (
-	recordEvery = 250 * time.Millisecond
-	recordBatch = 1000
+	defaultRecordInterval = time.Second
+	recordBatch           = 1000
 )
 
 // runRecorder writes attempts (and queued revocations rows) in batches
 // until in is closed and drained.
 func (s *Sender) runRecorder(in <-chan delivery) {
 	var buf []delivery
-	tick := time.NewTicker(recordEvery)
+	every := s.cfg.RecordInterval
+	if every <= 0 {
+		every = defaultRecordInterval
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {
