@@ -26,8 +26,15 @@ type Config struct {
 	Retry           RetryConfig        `yaml:"retry"`
 	FetchMaxWait    time.Duration      `yaml:"fetch_max_wait"`
 	FetchMinBytes   int                `yaml:"fetch_min_bytes"`
-	GC              GCConfig           `yaml:"gc"`
-	ShutdownTimeout time.Duration      `yaml:"shutdown_timeout"`
+	// The spans topic is fetched less eagerly: spans only feed the
+	// minute-window token-rate rule (joined to the events of their trace),
+	// while every audit event may be an attack. Waiting longer for larger
+	// fetches costs the detector and the broker less per message and leaves
+	// the CPU to the events' partitions in a burst.
+	SpansFetchMaxWait  time.Duration `yaml:"spans_fetch_max_wait"`
+	SpansFetchMinBytes int           `yaml:"spans_fetch_min_bytes"`
+	GC                 GCConfig      `yaml:"gc"`
+	ShutdownTimeout    time.Duration `yaml:"shutdown_timeout"`
 }
 
 // RetryConfig: exponential backoff with full jitter for ClickHouse inserts
@@ -95,6 +102,8 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 5*time.Second, "largest retry backoff")
 	fs.DurationVar(&c.FetchMaxWait, p+"kafka.fetch-max-wait", 10*time.Millisecond, "longest a fetch waits at the broker for new messages (bounds detection latency on quiet partitions)")
 	fs.IntVar(&c.FetchMinBytes, p+"kafka.fetch-min-bytes", 64<<10, "bytes a fetch waits for at the broker, at most fetch-max-wait: fewer, larger fetches on a busy partition (1: return as soon as anything is there)")
+	fs.DurationVar(&c.SpansFetchMaxWait, p+"kafka.spans-fetch-max-wait", 100*time.Millisecond, "fetch-max-wait for the spans topic (spans only feed the token-rate rule)")
+	fs.IntVar(&c.SpansFetchMinBytes, p+"kafka.spans-fetch-min-bytes", 1<<20, "fetch-min-bytes for the spans topic")
 	fs.IntVar(&c.GC.Percent, p+"gc.percent", 200, "Go GC target percentage (GOGC) of the detector process (cmd/detector only); the environment's GOGC wins when set")
 	fs.Int64Var(&c.GC.MemoryLimit, p+"gc.memory-limit", 1<<30, "Go soft memory limit in bytes (GOMEMLIMIT): the GC works harder as the heap nears it, which bounds the memory gc.percent lets grow; the environment's GOMEMLIMIT wins when set; 0: none")
 	fs.DurationVar(&c.ShutdownTimeout, p+"shutdown-timeout", 15*time.Second, "time allowed to store, act and commit on shutdown")
@@ -138,6 +147,11 @@ func (c *Config) Validate() error {
 	positive("fetch_min_bytes", int64(c.FetchMinBytes))
 	if c.FetchMinBytes > c.FetchMaxBytes {
 		add("fetch_min_bytes", fmt.Errorf("%w: must be <= fetch_max_bytes", config.ErrInvalid))
+	}
+	positive("spans_fetch_max_wait", int64(c.SpansFetchMaxWait))
+	positive("spans_fetch_min_bytes", int64(c.SpansFetchMinBytes))
+	if c.SpansFetchMinBytes > c.FetchMaxBytes {
+		add("spans_fetch_min_bytes", fmt.Errorf("%w: must be <= fetch_max_bytes", config.ErrInvalid))
 	}
 	positive("gc.percent", int64(c.GC.Percent))
 	if c.GC.MemoryLimit < 0 {

@@ -70,9 +70,11 @@ func TestFetchMinBytesValidated(t *testing.T) {
 	var c ServiceConfig
 	c.RegisterFlags(newFlagSet())
 	c.Detect.FetchMinBytes = c.Detect.FetchMaxBytes + 1
+	c.Detect.SpansFetchMinBytes = c.Detect.FetchMaxBytes + 1
+	c.Detect.SpansFetchMaxWait = 0
 	c.Detect.GC.Percent = 0
 	err := config.Validate(&c)
-	for _, want := range []string{"detect.fetch_min_bytes", "detect.gc.percent"} {
+	for _, want := range []string{"detect.fetch_min_bytes", "detect.spans_fetch_min_bytes", "detect.spans_fetch_max_wait", "detect.gc.percent"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, want it to mention %s", err, want)
 		}

@@ -387,12 +387,15 @@ func (w *worker) run(gctx context.Context) {
 	if start < 0 {
 		start = kafka.FirstOffset
 	}
+	isSpans := w.topic == s.cfg.SpansTopic && w.topic != s.cfg.EventsTopic
+	fetch := kafka.ReadBatchConfig{MinBytes: s.cfg.FetchMinBytes, MaxBytes: s.cfg.FetchMaxBytes, MaxWait: s.cfg.FetchMaxWait}
+	if isSpans {
+		fetch.MinBytes, fetch.MaxWait = s.cfg.SpansFetchMinBytes, s.cfg.SpansFetchMaxWait
+	}
 	r := &partitionReader{
-		dialer: s.dialer, brokers: s.cfg.Brokers, topic: w.topic, partition: w.partition, log: log, offset: start,
-		cfg: kafka.ReadBatchConfig{MinBytes: s.cfg.FetchMinBytes, MaxBytes: s.cfg.FetchMaxBytes, MaxWait: s.cfg.FetchMaxWait},
+		dialer: s.dialer, brokers: s.cfg.Brokers, topic: w.topic, partition: w.partition, log: log, offset: start, cfg: fetch,
 	}
 	defer r.close()
-	isSpans := w.topic == s.cfg.SpansTopic && w.topic != s.cfg.EventsTopic
 	dec, err := event.NewAuditDecoder(s.cfg.Events)
 	if err != nil {
 		log.Error("audit decoder", "err", err)
