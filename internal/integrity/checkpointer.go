@@ -42,6 +42,9 @@ type Checkpointer struct {
 	queue   []*sealRequest
 	stopped bool
 	next    time.Time // when the next tick starts; zero when not running
+	// failed is the last tick's insert of leaves if it failed: the next
+	// tick sends it again first. Only the tick's goroutine uses it.
+	failed *leafInsert
 }
 
 // sealRequest is one Submit waiting for a tick.
@@ -79,8 +82,10 @@ func (c *Checkpointer) Track(l *Log) (untrack func()) {
 // ErrSealAbandoned (an earlier request of l ended so) or
 // ErrCheckpointerStopped. A failed insert is retried on the next tick, not
 // reported: requests of one log are stored in the order submitted, with no
-// gap. After any error l must not be used again (reopen the log). One
-// goroutine per log submits, and not concurrently with l.AppendLeaves.
+// gap, and a retried insert holds exactly the rows of the failed one (the
+// server deduplicates it if the failure was only a lost acknowledgement).
+// After any error l must not be used again (reopen the log). One goroutine
+// per log submits, and not concurrently with l.AppendLeaves.
 func (c *Checkpointer) Submit(ctx context.Context, l *Log, leaves []Leaf) <-chan error {
 	req := &sealRequest{ctx: ctx, l: l, leaves: leaves, done: make(chan error, 1)}
 	c.mu.Lock()
@@ -122,8 +127,14 @@ func (c *Checkpointer) Run(ctx context.Context) {
 		queue := c.queue
 		c.queue, c.stopped, c.next = nil, true, time.Time{}
 		c.mu.Unlock()
+		if c.failed != nil {
+			queue = append(c.failed.taken, queue...)
+			c.failed = nil
+		}
 		for _, req := range queue {
-			req.done <- ErrCheckpointerStopped
+			if req != nil {
+				req.done <- ErrCheckpointerStopped
+			}
 		}
 	}()
 	// Ticks keep their phase (a slow tick skips the ticks it overran), so
@@ -166,10 +177,26 @@ func (c *Checkpointer) tick(ctx context.Context) error {
 	return errors.Join(c.storeLeaves(ctx), c.SignAll(ctx))
 }
 
+// leafInsert is one merkle_leaves insert of a tick: its rows and, for
+// each request it answers, the leaves it adds to the request's log.
+type leafInsert struct {
+	rows  leafRows
+	taken []*sealRequest
+	fresh [][]Leaf
+}
+
 // storeLeaves stores the leaves of every queued request in one insert and
-// answers them; when the insert fails they stay queued, in order, for the
-// next tick.
+// answers them. When the insert fails, the next tick first sends exactly
+// the same rows again (same insert_deduplication_token, so the server
+// drops them if the failed insert was stored after all), and only then
+// the requests queued since, which come after them in their logs.
 func (c *Checkpointer) storeLeaves(ctx context.Context) error {
+	if c.failed != nil {
+		if err := c.failed.store(ctx, c.conn); err != nil {
+			return err
+		}
+		c.failed = nil
+	}
 	c.mu.Lock()
 	queue := c.queue
 	c.queue = nil
@@ -177,15 +204,13 @@ func (c *Checkpointer) storeLeaves(ctx context.Context) error {
 	if len(queue) == 0 {
 		return nil
 	}
-	var rows leafRows
+	var ins leafInsert
 	n := 0
 	for _, req := range queue {
 		n += len(req.leaves)
 	}
-	rows.grow(n)
+	ins.rows.grow(n)
 	pos := map[*Log]*logPos{}
-	var taken []*sealRequest
-	var fresh [][]Leaf
 	for _, req := range queue {
 		if req.l.abandoned {
 			req.done <- ErrSealAbandoned
@@ -201,34 +226,41 @@ func (c *Checkpointer) storeLeaves(ctx context.Context) error {
 			p = &logPos{size: req.l.Size(), last: req.l.LastOffset()}
 			pos[req.l] = p
 		}
-		leaves, err := rows.add(req.l, p, req.leaves)
+		leaves, err := ins.rows.add(req.l, p, req.leaves)
 		if err != nil {
 			req.l.abandoned = true
 			req.done <- err
 			continue
 		}
-		taken, fresh = append(taken, req), append(fresh, leaves)
+		ins.taken, ins.fresh = append(ins.taken, req), append(ins.fresh, leaves)
 	}
-	if len(rows.indexes) > 0 {
+	if err := ins.store(ctx, c.conn); err != nil {
+		c.failed = &ins
+		return err
+	}
+	return nil
+}
+
+// store inserts the rows (if any), advances each log by its leaves and
+// answers the requests; on a failed insert nothing changed.
+func (ins *leafInsert) store(ctx context.Context, conn driver.Conn) error {
+	if len(ins.rows.indexes) > 0 {
 		start := time.Now()
-		if err := rows.insert(ctx, c.conn); err != nil {
-			c.mu.Lock()
-			c.queue = append(taken, c.queue...)
-			c.mu.Unlock()
+		if err := ins.rows.insert(ctx, conn); err != nil {
 			return err
 		}
-		for i, req := range taken {
-			if len(fresh[i]) == 0 {
+		for i, req := range ins.taken {
+			if len(ins.fresh[i]) == 0 {
 				continue
 			}
-			if err := req.l.advance(fresh[i], start); err != nil {
+			if err := req.l.advance(ins.fresh[i], start); err != nil {
 				req.l.abandoned = true
 				req.done <- err
-				taken[i] = nil
+				ins.taken[i] = nil
 			}
 		}
 	}
-	for _, req := range taken {
+	for _, req := range ins.taken {
 		if req != nil {
 			req.done <- nil
 		}

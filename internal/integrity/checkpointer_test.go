@@ -352,10 +352,12 @@ func TestSealAfterCheckpointerStopped(t *testing.T) {
 }
 
 // TestFailedTickKeepsRequestsInOrder: when a tick cannot store the leaves,
-// the requests stay queued and the next tick stores them in submission
-// order (no gap, no reordering); a request whose submitter gave up before
-// a tick took it ends the log (later requests of it are refused, never
-// stored after a gap) without holding back another log.
+// the requests stay pending and the next tick stores them in submission
+// order (no gap, no reordering), sending exactly the failed insert again
+// first, so that if the server had stored it after all (a lost
+// acknowledgement) it drops the copy; a request whose submitter gave up
+// before a tick took it ends the log (later requests of it are refused,
+// never stored after a gap) without holding back another log.
 func TestFailedTickKeepsRequestsInOrder(t *testing.T) {
 	ctx := context.Background()
 	conn := newDB(t)
@@ -373,7 +375,6 @@ func TestFailedTickKeepsRequestsInOrder(t *testing.T) {
 	leaves0 := leavesOf(byPart[0])
 	half := len(leaves0) / 2
 	first := c.Submit(ctx, logs[0], leaves0[:half])
-	second := c.Submit(ctx, logs[0], leaves0[half:])
 	dead, cancel := context.WithCancel(ctx)
 	cancel()
 	if err := c.storeLeaves(dead); err == nil {
@@ -387,6 +388,12 @@ func TestFailedTickKeepsRequestsInOrder(t *testing.T) {
 	if logs[0].Size() != 0 {
 		t.Fatalf("log advanced to %d after a failed insert", logs[0].Size())
 	}
+	// The failed insert reached the server after all (only its
+	// acknowledgement was lost); more leaves are submitted meanwhile.
+	if err := c.failed.rows.insert(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	second := c.Submit(ctx, logs[0], leaves0[half:])
 	if err := c.storeLeaves(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -400,6 +407,10 @@ func TestFailedTickKeepsRequestsInOrder(t *testing.T) {
 	root, _ := rng.GetRootHash(nil)
 	if reopened, err := OpenLog(ctx, conn, signer, 0); err != nil || !bytes.Equal(reopened.Root(), root) || reopened.Size() != uint64(len(leaves0)) {
 		t.Fatalf("stored log 0 is not its leaves in order (%v)", err)
+	}
+	var rows uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM merkle_leaves").Scan(&rows); err != nil || rows != uint64(len(leaves0)) {
+		t.Fatalf("merkle_leaves holds %d rows (%v), want %d: the retried insert was stored twice", rows, err, len(leaves0))
 	}
 
 	// Log 1: the first request's submitter gives up before the tick.
