@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/agentaudit/agentaudit/internal/app"
@@ -172,15 +174,21 @@ func TestDrillIngestKilledRepeatedlyLosesAndDoublesNothing(t *testing.T) {
 	recovered := grepCount(t, logPath, "rows stored past its committed offset")
 	t.Logf("%d SIGKILLs; %d partition takeovers found rows stored but not committed, and skipped them", kills, recovered)
 
-	// The logs hold every event exactly once and verify against the rows.
+	checkSealedOnce(t, e.conn, pub, events)
+}
+
+// checkSealedOnce: the integrity logs hold every one of events audit
+// events exactly once and verify clean against the rows.
+func checkSealedOnce(t *testing.T, conn driver.Conn, pub ed25519.PublicKey, events uint64) {
+	t.Helper()
 	var leaves, uniq uint64
-	if err := e.conn.QueryRow(context.Background(), "SELECT count(), uniqExact(event_id) FROM merkle_leaves").Scan(&leaves, &uniq); err != nil {
+	if err := conn.QueryRow(context.Background(), "SELECT count(), uniqExact(event_id) FROM merkle_leaves").Scan(&leaves, &uniq); err != nil {
 		t.Fatal(err)
 	}
 	if leaves != events || uniq != events {
 		t.Errorf("merkle_leaves: count()=%d uniqExact(event_id)=%d, want both %d", leaves, uniq, events)
 	}
-	rep, err := integrity.Verify(context.Background(), e.conn, integrity.PublicKeys{integrity.KeyID(pub): pub}, integrity.VerifyOptions{})
+	rep, err := integrity.Verify(context.Background(), conn, integrity.PublicKeys{integrity.KeyID(pub): pub}, integrity.VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +202,8 @@ func TestDrillIngestKilledRepeatedlyLosesAndDoublesNothing(t *testing.T) {
 
 // ClickHouse is killed for 20 seconds while data flows. Ingest retries,
 // stops fetching, commits nothing it has not stored, and catches up exactly
-// once it is back.
+// once it is back; the audit events are sealed throughout, and the leaves
+// and checkpoints the outage interrupted are stored once, in order.
 func TestDrillClickHouseOutageRecoversExactly(t *testing.T) {
 	ctx := context.Background()
 	dir := chtest.TempDir(t)
@@ -222,7 +231,8 @@ func TestDrillClickHouseOutageRecoversExactly(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}()
-	stop := startService(t, e, e.cfg)
+	signer, pub := testSigner(t)
+	stop := startServiceWith(t, e, e.cfg, prometheus.NewRegistry(), signer)
 	// Kill ClickHouse once ingest is writing, mid-stream.
 	var before uint64
 	for deadline := time.Now().Add(30 * time.Second); before < 3000 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
@@ -240,7 +250,8 @@ func TestDrillClickHouseOutageRecoversExactly(t *testing.T) {
 	<-produced
 	waitCounts(t, e.conn, "spans", traces*3, 2*time.Minute)
 	waitCounts(t, e.conn, "audit_events", traces, time.Minute)
-	stop()
+	stop() // the last leaves and checkpoints are written on the way out
+	checkSealedOnce(t, e.conn, pub, traces)
 }
 
 func portOf(addr string) int {

@@ -2,7 +2,10 @@ package ingest
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
 	"github.com/agentaudit/agentaudit/internal/config"
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
 	"github.com/agentaudit/agentaudit/internal/migrate"
 	"github.com/agentaudit/agentaudit/internal/store/chstore"
@@ -185,16 +189,20 @@ func produce(t *testing.T, addr, topic string, msgs ...kafka.Message) {
 // startService runs the ingest service until the returned stop is called.
 func startService(t *testing.T, e *env, cfg Config) (stop func()) {
 	t.Helper()
-	return startServiceWith(t, e, cfg, prometheus.NewRegistry())
+	return startServiceWith(t, e, cfg, prometheus.NewRegistry(), nil)
 }
 
-// startServiceWith is startService with the metrics in reg.
-func startServiceWith(t *testing.T, e *env, cfg Config, reg *prometheus.Registry) (stop func()) {
+// startServiceWith is startService with the metrics in reg, sealing audit
+// events with signer unless it is nil.
+func startServiceWith(t *testing.T, e *env, cfg Config, reg *prometheus.Registry, signer *integrity.Signer) (stop func()) {
 	t.Helper()
 	log := slog.New(slog.NewJSONHandler(testLogWriter(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	svc, err := New(cfg, e.conn, e.target(), log, reg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if signer != nil {
+		svc.SealWith(signer)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -217,6 +225,21 @@ func startServiceWith(t *testing.T, e *env, cfg Config, reg *prometheus.Registry
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// testSigner is an integrity signer with a fresh key (checkpoints every
+// 200 ms) and that key's public half.
+func testSigner(t *testing.T) (*integrity.Signer, ed25519.PublicKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := integrity.NewSigner(integrity.Config{Enabled: true, Key: config.Secret(base64.StdEncoding.EncodeToString(priv.Seed())), CheckpointInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer, pub
 }
 
 func testLogWriter() io.Writer {

@@ -2,9 +2,6 @@ package ingest
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,7 +15,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/agentaudit/agentaudit/internal/chdb/chtest"
-	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/event/eventtest"
 	"github.com/agentaudit/agentaudit/internal/integrity"
@@ -129,7 +125,7 @@ func TestRedeliveryAfterPartialInsertWritesEachRowOnce(t *testing.T) {
 
 	e.cfg.EventsTopic = ""
 	reg := promRegistry()
-	startServiceWith(t, e, e.cfg, reg)
+	startServiceWith(t, e, e.cfg, reg, nil)
 	waitCounts(t, e.conn, "spans", 50*4, 30*time.Second)
 	if got := metricSum(t, reg, "agentaudit_ingest_redelivered_rows_skipped_total", "table", "spans"); got != 20*4+2 {
 		t.Errorf("skipped rows metric = %v, want %d (the rows the earlier owner stored)", got, 20*4+2)
@@ -235,14 +231,7 @@ func headers(m kafka.Message) map[string]string {
 func TestSealedEventsBecomeProvableWhileRunning(t *testing.T) {
 	e := newEnv(t, 2)
 	ctx := context.Background()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := integrity.NewSigner(integrity.Config{Enabled: true, Key: config.Secret(base64.StdEncoding.EncodeToString(priv.Seed())), CheckpointInterval: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, _ := testSigner(t)
 	reg := prometheus.NewRegistry()
 	if err := signer.Instrument(reg); err != nil {
 		t.Fatal(err)
