@@ -7,6 +7,8 @@ import (
 
 	"github.com/agentaudit/agentaudit/internal/event"
 	"github.com/agentaudit/agentaudit/internal/sim"
+
+	"github.com/agentaudit/agentaudit/internal/procstat"
 )
 
 // BenchmarkEngine measures the rule engine alone (decoded simulator
@@ -106,7 +108,7 @@ func BenchmarkMessages(b *testing.B) {
 		scratch []event.Span
 	)
 	b.ReportAllocs()
-	cpu := processCPU()
+	cpu := procstat.SelfCPU()
 	for i := 0; b.Loop(); i++ {
 		m := &msgs[i%len(msgs)]
 		outs = outs[:0]
@@ -125,7 +127,7 @@ func BenchmarkMessages(b *testing.B) {
 		}
 		outs = e.Event(&ev, outs)
 	}
-	cpu = processCPU() - cpu
+	cpu = procstat.SelfCPU() - cpu
 	n := float64(b.N) * float64(events) / float64(len(msgs))
 	b.ReportMetric(b.Elapsed().Seconds()/n*1e6, "us/event")
 	if cpu > 0 {

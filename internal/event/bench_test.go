@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/ptrace"
+
+	"github.com/agentaudit/agentaudit/internal/procstat"
 )
 
 // BenchmarkDecodeSpansProto decodes agentTrace (one trace: invoke_agent with
@@ -26,7 +28,7 @@ func benchmarkDecodeSpans(b *testing.B, enc Encoding) {
 	spans := len(dst)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg)))
-	cpu, mallocs := processCPU(), mallocCount()
+	cpu, mallocs := procstat.SelfCPU(), mallocCount()
 	for b.Loop() {
 		clear(dst)
 		dst, _, err = DecodeSpans(msg, enc, opts, dst[:0])
@@ -34,7 +36,7 @@ func benchmarkDecodeSpans(b *testing.B, enc Encoding) {
 			b.Fatal(err)
 		}
 	}
-	reportPerSpan(b, spans, processCPU()-cpu, mallocCount()-mallocs)
+	reportPerSpan(b, spans, procstat.SelfCPU()-cpu, mallocCount()-mallocs)
 	b.ReportMetric(float64(len(msg))/float64(spans), "bytes/span")
 }
 
@@ -56,7 +58,7 @@ func BenchmarkDecodeSpansReferenceProto(b *testing.B) {
 	opts := testSpanOptions()
 	var dst []Span
 	b.ReportAllocs()
-	cpu, mallocs := processCPU(), mallocCount()
+	cpu, mallocs := procstat.SelfCPU(), mallocCount()
 	for b.Loop() {
 		clear(dst)
 		var err error
@@ -64,7 +66,7 @@ func BenchmarkDecodeSpansReferenceProto(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	reportPerSpan(b, len(dst), processCPU()-cpu, mallocCount()-mallocs)
+	reportPerSpan(b, len(dst), procstat.SelfCPU()-cpu, mallocCount()-mallocs)
 }
 
 func mallocCount() uint64 {
@@ -94,13 +96,13 @@ func BenchmarkDecodeAuditEvent(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg)))
-	cpu := processCPU()
+	cpu := procstat.SelfCPU()
 	for b.Loop() {
 		if _, err := dec.Decode(msg); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportPerEvent(b, processCPU()-cpu)
+	reportPerEvent(b, procstat.SelfCPU()-cpu)
 }
 
 // BenchmarkDecodeAuditEventWithSchema adds the JSON Schema library's
@@ -116,13 +118,13 @@ func BenchmarkDecodeAuditEventWithSchema(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msg)))
-	cpu := processCPU()
+	cpu := procstat.SelfCPU()
 	for b.Loop() {
 		if _, err := dec.Decode(msg); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportPerEvent(b, processCPU()-cpu)
+	reportPerEvent(b, procstat.SelfCPU()-cpu)
 }
 
 func reportPerEvent(b *testing.B, cpu time.Duration) {
