@@ -25,9 +25,10 @@
 // # Tables (schema/migrations/0009_integrity.sql)
 //
 //   - merkle_leaves: one row per leaf, ORDER BY (log_id, leaf_index), not
-//     partitioned by date so that one Append is one insert is one part
-//     (atomic); a deterministic insert_deduplication_token makes retries
-//     idempotent, ReplacingMergeTree is the backstop.
+//     partitioned by date so that one insert (of one log or, from a
+//     Checkpointer tick, of all) is one part (atomic); a deterministic
+//     insert_deduplication_token makes retries idempotent,
+//     ReplacingMergeTree is the backstop.
 //   - checkpoints: signed notes (C2SP tlog-checkpoint style) with the
 //     compact range of the tree at that size, so OpenLog resumes cheaply.
 //   - integrity_expirations: what retention deleted on purpose
@@ -36,12 +37,16 @@
 // # Ingest
 //
 // Each partition worker owns its partition for its generation: OpenLog at
-// assignment; after ClickHouse acknowledged a flush of audit_events, Append
-// the flushed events, and only then commit the Kafka offsets (an offset
-// committed before its leaf is stored would never be sealed: after a crash
-// there, verify reports the row as inserted); Checkpoint(ctx, false) on
-// every flush tick (it signs at most every CheckpointInterval). A crash
-// anywhere else is safe: OpenLog rebuilds the state from the tables,
-// re-consumption redelivers from the committed offset and Append ignores
-// offsets already sealed. Dead-lettered messages are simply not appended.
+// assignment and Track it with the instance's Checkpointer; computes each
+// event's Leaf while decoding it; after ClickHouse acknowledged a flush of
+// audit_events, Submits the flushed leaves, and commits the Kafka offsets
+// only once they are stored (an offset committed before its leaf is stored
+// would never be sealed: after a crash there, verify reports the row as
+// inserted). Every CheckpointInterval the Checkpointer stores the submitted
+// leaves of all logs in one insert and signs every log that grew in
+// another; a worker giving its partition up signs its log once more
+// (Checkpoint(ctx, true)). A crash anywhere else is safe: OpenLog rebuilds
+// the state from the tables, re-consumption redelivers from the committed
+// offset and offsets already sealed are ignored. Dead-lettered messages are
+// simply not appended.
 package integrity
