@@ -451,22 +451,36 @@ func (sc *spanScanner) scan(data []byte, dst []event.Span) ([]event.Span, error)
 	sc.minNs = uint64(max(now.Add(-sc.lim.MaxAge).UnixNano(), 0))
 	sc.maxNs = uint64(now.Add(sc.lim.MaxFuture).UnixNano())
 	base := len(dst)
-	for pos := 0; pos < len(data); {
-		f, err := next(data, &pos, len(data))
+	err = messages(data, 0, len(data), 1, func(s, e int) (err error) {
+		dst, err = sc.resourceSpans(data, s, e, dst)
+		return err
+	})
+	if err != nil {
+		return dst[:base], err
+	}
+	return dst, nil
+}
+
+// messages calls fn with the bounds of each occurrence of the
+// length-delimited field num in b[s:e], in order; num with another wire
+// type is errScanFallback.
+func messages(b []byte, s, e int, num uint64, fn func(s, e int) error) error {
+	for pos := s; pos < e; {
+		f, err := next(b, &pos, e)
 		if err != nil {
-			return dst[:base], err
+			return err
 		}
-		if f.num != 1 {
+		if f.num != num {
 			continue
 		}
 		if f.typ != 2 {
-			return dst[:base], errScanFallback
+			return errScanFallback
 		}
-		if dst, err = sc.resourceSpans(data, f.s, f.e, dst); err != nil {
-			return dst[:base], err
+		if err := fn(f.s, f.e); err != nil {
+			return err
 		}
 	}
-	return dst, nil
+	return nil
 }
 
 // resourceSpans reads one ResourceSpans: its resource (every occurrence,
@@ -487,29 +501,19 @@ func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]ev
 			if f.typ != 2 {
 				return dst, errScanFallback
 			}
-			for rp := f.s; rp < f.e; {
-				rf, err := next(b, &rp, f.e)
-				if err != nil {
-					return dst, err
-				}
-				if rf.num != 1 {
-					continue
-				}
-				if rf.typ != 2 {
-					return dst, errScanFallback
-				}
+			err = messages(b, f.s, f.e, 1, func(s, e int) error {
 				resAttrs++
-				k, v, err := sc.keyValue(b, rf.s, rf.e)
+				k, v, err := sc.keyValue(b, s, e)
 				if err != nil {
-					return dst, err
+					return err
 				}
 				agent, tenant := string(k) == event.KeyAgentID, sc.tenantIndex(k)
 				if !agent && tenant < 0 {
-					continue
+					return nil
 				}
 				str, err := sc.str(v)
 				if err != nil {
-					return dst, err
+					return err
 				}
 				if agent {
 					resAgent = str
@@ -517,48 +521,31 @@ func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]ev
 				if tenant >= 0 {
 					sc.res[tenant] = str
 				}
+				return nil
+			})
+			if err != nil {
+				return dst, err
 			}
 		case 1000:
 			return dst, errScanFallback // InstrumentationLibrarySpans: the full decoder migrates them
 		}
 	}
-	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return dst, err
-		}
-		if f.num != 2 {
-			continue
-		}
-		if f.typ != 2 {
-			return dst, errScanFallback
-		}
-		if dst, err = sc.scopeSpans(b, f.s, f.e, dst, resAgent, resAttrs); err != nil {
-			return dst, err
-		}
-	}
-	return dst, nil
+	err := messages(b, s, e, 2, func(s, e int) (err error) {
+		dst, err = sc.scopeSpans(b, s, e, dst, resAgent, resAttrs)
+		return err
+	})
+	return dst, err
 }
 
 // scopeSpans reads one ScopeSpans: its scope (checked: name, version,
 // attributes, every occurrence), then its spans. outer is the number of
 // resource attributes, counted with each span's.
 func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span, resAgent string, outer int) ([]event.Span, error) {
-	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return dst, err
-		}
-		if f.num != 1 {
-			continue
-		}
-		if f.typ != 2 {
-			return dst, errScanFallback
-		}
-		for sp := f.s; sp < f.e; {
-			sf, err := next(b, &sp, f.e)
+	err := messages(b, s, e, 1, func(s, e int) error {
+		for sp := s; sp < e; {
+			sf, err := next(b, &sp, e)
 			if err != nil {
-				return dst, err
+				return err
 			}
 			switch {
 			case (sf.num == 1 || sf.num == 2) && sf.typ == 2: // name, version
@@ -570,21 +557,15 @@ func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span, resAgent
 				err = errScanFallback
 			}
 			if err != nil {
-				return dst, err
+				return err
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return dst, err
 	}
-	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return dst, err
-		}
-		if f.num != 2 {
-			continue
-		}
-		if f.typ != 2 {
-			return dst, errScanFallback
-		}
+	err = messages(b, s, e, 2, func(s, e int) error {
 		if len(dst) == cap(dst) {
 			dst = append(dst, event.Span{})
 		} else {
@@ -592,11 +573,9 @@ func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span, resAgent
 		}
 		row := &dst[len(dst)-1]
 		*row = event.Span{}
-		if err := sc.span(b, f.s, f.e, row, resAgent, outer); err != nil {
-			return dst, err
-		}
-	}
-	return dst, nil
+		return sc.span(b, s, e, row, resAgent, outer)
+	})
+	return dst, err
 }
 
 const (
