@@ -38,20 +38,31 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery, e
 		return err
 	}
 	defer ps.close()
+	// next is the simulator's next message routed to its topic and
+	// partition; event reports whether it is an audit event.
+	next := func() (q queued, event, ok bool) {
+		m, ok := s.Next()
+		if !ok {
+			return queued{}, false, false
+		}
+		topic := spT
+		if event = !m.IsTrace(); event {
+			topic = evT
+		}
+		return ps.route(topic, m.Key, m.Value), event, true
+	}
 	var pre []queued
 	if rate > 0 {
 		want := int(rate * duration.Seconds())
 		for n := 0; n < want; {
-			m, ok := s.Next()
+			q, event, ok := next()
 			if !ok {
 				break
 			}
-			topic := spT
-			if !m.IsTrace() {
-				topic = evT
+			if event {
 				n++
 			}
-			pre = append(pre, ps.route(topic, m.Key, m.Value))
+			pre = append(pre, q)
 		}
 	}
 	var (
@@ -90,16 +101,14 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery, e
 		}
 	} else {
 		for events < maxEvents {
-			m, ok := s.Next()
+			q, event, ok := next()
 			if !ok {
 				break
 			}
-			topic := spT
-			if !m.IsTrace() {
-				topic = evT
+			if event {
 				events++
 			}
-			ps.add(ps.route(topic, m.Key, m.Value))
+			ps.add(q)
 			if ps.n >= 8000 {
 				if err := ps.send(ctx); err != nil {
 					return err
