@@ -85,7 +85,7 @@ func (c *Checkpointer) Track(l *Log) (untrack func()) {
 // gap, and a retried insert holds exactly the rows of the failed one (the
 // server deduplicates it if the failure was only a lost acknowledgement).
 // After any error l must not be used again (reopen the log). One goroutine
-// per log submits, and not concurrently with l.AppendLeaves.
+// per log submits, and not concurrently with l.Append.
 func (c *Checkpointer) Submit(ctx context.Context, l *Log, leaves []Leaf) <-chan error {
 	req := &sealRequest{ctx: ctx, l: l, leaves: leaves, done: make(chan error, 1)}
 	c.mu.Lock()
@@ -105,16 +105,6 @@ func (c *Checkpointer) NextTick() (time.Time, time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.next, c.signer.interval
-}
-
-// Seal is Submit, waiting for the outcome.
-func (c *Checkpointer) Seal(ctx context.Context, l *Log, leaves []Leaf) error {
-	select {
-	case err := <-c.Submit(ctx, l, leaves):
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // Run stores leaves and signs the tracked logs every CheckpointInterval
@@ -152,12 +142,10 @@ func (c *Checkpointer) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		now := time.Now()
-		for !next.After(now) {
-			next = next.Add(interval)
-		}
 		err := c.tick(ctx)
-		now = time.Now()
+		// Until here NextTick reported this tick, now past: a worker asking
+		// meanwhile aims at the following one, which keeps the phase.
+		now := time.Now()
 		for !next.After(now) {
 			next = next.Add(interval)
 		}

@@ -197,7 +197,17 @@ func leavesOf(evs []Sealed) []Leaf {
 	return out
 }
 
-// queued waits until n Seal calls wait for the next tick.
+// sealWait is Submit, waiting for the outcome.
+func sealWait(ctx context.Context, c *Checkpointer, l *Log, leaves []Leaf) error {
+	select {
+	case err := <-c.Submit(ctx, l, leaves):
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// queued waits until n submitted requests wait for the next tick.
 func queued(t *testing.T, c *Checkpointer, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
@@ -208,15 +218,15 @@ func queued(t *testing.T, c *Checkpointer, n int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d Seal calls queued, want %d", got, n)
+			t.Fatalf("%d requests queued, want %d", got, n)
 		}
 	}
 }
 
 // TestCheckpointerSealsEveryPartitionInOneInsert: the leaves that several
-// partitions hand to Seal before a tick are stored by that tick in ONE
+// partitions submit before a tick are stored by that tick in ONE
 // merkle_leaves insert (one part) and signed in one checkpoints insert;
-// each Seal returns only then. Redelivered leaves are ignored, a log's
+// each request is answered only then. Redelivered leaves are ignored, a log's
 // out-of-order leaves are refused without holding the others back, and
 // every stored tree is the tree of exactly its partition's leaves.
 func TestCheckpointerSealsEveryPartitionInOneInsert(t *testing.T) {
@@ -243,12 +253,12 @@ func TestCheckpointerSealsEveryPartitionInOneInsert(t *testing.T) {
 			leaves[0], leaves[1] = leaves[1], leaves[0]
 		}
 		errs[p] = make(chan error, 1)
-		go func() { errs[p] <- c.Seal(ctx, l, leaves) }()
+		go func() { errs[p] <- sealWait(ctx, c, l, leaves) }()
 	}
 	queued(t, c, 4)
 	select {
 	case err := <-errs[0]:
-		t.Fatalf("Seal returned before a tick stored its leaves: %v", err)
+		t.Fatalf("a request was answered before a tick stored its leaves: %v", err)
 	default:
 	}
 	if err := c.tick(ctx); !errors.Is(err, ErrOutOfOrder) && err != nil {
@@ -258,7 +268,7 @@ func TestCheckpointerSealsEveryPartitionInOneInsert(t *testing.T) {
 		err := <-errs[p]
 		if p == 3 {
 			if !errors.Is(err, ErrOutOfOrder) {
-				t.Fatalf("partition 3: Seal of out-of-order leaves returned %v, want ErrOutOfOrder", err)
+				t.Fatalf("partition 3: request of out-of-order leaves answered %v, want ErrOutOfOrder", err)
 			}
 			continue
 		}
@@ -282,7 +292,7 @@ func TestCheckpointerSealsEveryPartitionInOneInsert(t *testing.T) {
 	// Partition 3's log was abandoned by the refusal: nothing more of it is
 	// stored (its worker reopens the log).
 	for p, l := range logs {
-		go func() { errs[p] <- c.Seal(ctx, l, leavesOf(byPart[p])) }()
+		go func() { errs[p] <- sealWait(ctx, c, l, leavesOf(byPart[p])) }()
 	}
 	queued(t, c, 4)
 	if err := c.tick(ctx); err != nil {
@@ -318,9 +328,9 @@ func TestCheckpointerSealsEveryPartitionInOneInsert(t *testing.T) {
 	}
 }
 
-// TestSealAfterCheckpointerStopped: a Seal waiting when Run returns, or
-// called after, fails with ErrCheckpointerStopped instead of blocking, and
-// while Run ticks a Seal returns once its leaves are stored.
+// TestSealAfterCheckpointerStopped: a request waiting when Run returns, or
+// submitted after, fails with ErrCheckpointerStopped instead of blocking, and
+// while Run ticks a request is answered once its leaves are stored.
 func TestSealAfterCheckpointerStopped(t *testing.T) {
 	ctx := context.Background()
 	conn := newDB(t)
@@ -337,17 +347,17 @@ func TestSealAfterCheckpointerStopped(t *testing.T) {
 		defer close(done)
 		c.Run(runCtx)
 	}()
-	if err := c.Seal(ctx, l, leavesOf(evs[:5])); err != nil {
+	if err := sealWait(ctx, c, l, leavesOf(evs[:5])); err != nil {
 		t.Fatal(err)
 	}
 	var n uint64
 	if err := conn.QueryRow(ctx, "SELECT count() FROM merkle_leaves").Scan(&n); err != nil || n != 5 {
-		t.Fatalf("after Seal returned: %d leaves stored (%v), want 5", n, err)
+		t.Fatalf("after the request was answered: %d leaves stored (%v), want 5", n, err)
 	}
 	stop()
 	<-done
-	if err := c.Seal(ctx, l, leavesOf(evs[5:])); !errors.Is(err, ErrCheckpointerStopped) {
-		t.Fatalf("Seal after Run returned: %v, want ErrCheckpointerStopped", err)
+	if err := sealWait(ctx, c, l, leavesOf(evs[5:])); !errors.Is(err, ErrCheckpointerStopped) {
+		t.Fatalf("request after Run returned: %v, want ErrCheckpointerStopped", err)
 	}
 }
 

@@ -216,7 +216,7 @@ func (z *Sealer) Leaf(s Sealed) Leaf {
 		Offset: s.Offset, Partition: int(ev.SrcPartition), EventID: ev.EventID, TenantID: ev.TenantID, TS: ev.TS, Written: s.Written,
 	}
 	if ev.SrcOffset != uint64(s.Offset) {
-		lf.Partition = -1 // refused by AppendLeaves: the row would not match its leaf
+		lf.Partition = -1 // refused as out of order when appended: the row would not match its leaf
 	}
 	h, d := z.enc.leafAndDigest(ev)
 	copy(lf.Hash[:], h)
@@ -224,26 +224,21 @@ func (z *Sealer) Leaf(s Sealed) Leaf {
 	return lf
 }
 
-// Append seals evs, given in increasing offset order, as the next leaves:
-// AppendLeaves of their leaves.
+// Append seals evs, given in increasing offset order, as the next leaves
+// of the log, by itself (ingest hands its leaves to a Checkpointer
+// instead, which writes those of every partition together). Offsets <=
+// LastOffset are redeliveries and ignored. The new leaves are written in
+// ONE insert whose insert_deduplication_token is derived from their
+// content, so a retry after an unknown outcome is deduplicated by the
+// server; the in-memory state advances only after ClickHouse acknowledged.
+// On error nothing changed in memory and the call can be retried (or the
+// Log dropped and reopened).
 func (l *Log) Append(ctx context.Context, evs []Sealed) error {
 	var z Sealer
 	leaves := make([]Leaf, len(evs))
 	for i, s := range evs {
 		leaves[i] = z.Leaf(s)
 	}
-	return l.AppendLeaves(ctx, leaves)
-}
-
-// AppendLeaves appends leaves, given in increasing offset order, as the
-// next leaves of the log. Offsets <= LastOffset are redeliveries and
-// ignored. The new leaves are written in ONE insert whose
-// insert_deduplication_token is derived from their content, so a retry
-// after an unknown outcome is deduplicated by the server; the in-memory
-// state advances only after ClickHouse acknowledged. On error nothing
-// changed in memory and the call can be retried (or the Log dropped and
-// reopened).
-func (l *Log) AppendLeaves(ctx context.Context, leaves []Leaf) error {
 	var rows leafRows
 	pos := logPos{size: l.Size(), last: l.LastOffset()}
 	fresh, err := rows.add(l, &pos, leaves)
