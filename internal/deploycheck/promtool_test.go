@@ -3,6 +3,9 @@ package deploycheck
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +23,7 @@ import (
 	"github.com/agentaudit/agentaudit/internal/config"
 	"github.com/agentaudit/agentaudit/internal/detect"
 	"github.com/agentaudit/agentaudit/internal/ingest"
+	"github.com/agentaudit/agentaudit/internal/integrity"
 	"github.com/agentaudit/agentaudit/internal/otlphttp"
 )
 
@@ -161,6 +165,17 @@ func registeredMetrics(t *testing.T) map[string][]string {
 	w := otlphttp.NewKafkaWriter(cfg.Ingest.Brokers)
 	defer w.Close()
 	if _, err := otlphttp.New(cfg.OTLPHTTP, w, cfg.Ingest.Spans, log, rec); err != nil {
+		t.Fatal(err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := integrity.NewSigner(integrity.Config{Enabled: true, Key: config.Secret(base64.StdEncoding.EncodeToString(priv.Seed()))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signer.Instrument(rec); err != nil {
 		t.Fatal(err)
 	}
 	var dcfg detect.ServiceConfig
