@@ -103,11 +103,7 @@ func (r *partitionReader) outOfRange() error {
 		r.close()
 		return fmt.Errorf("offsets of %s/%d: %w", r.topic, r.partition, err)
 	}
-	if r.offset < first {
-		r.log.Warn("offset before the first offset of the partition (deleted by retention): skipping to the first",
-			"offset", r.offset, "first", first, "skipped", first-r.offset)
-		r.offset = first
-	}
+	r.skipDeleted(first)
 	if _, err := r.conn.Seek(r.offset, kafka.SeekAbsolute|kafka.SeekDontCheck); err != nil {
 		r.close()
 		return err
@@ -131,13 +127,7 @@ func (r *partitionReader) connect(ctx context.Context) error {
 		c.SetDeadline(time.Now().Add(stallTimeout))
 		var first int64
 		if first, _, err = c.ReadOffsets(); err == nil {
-			if r.offset < first {
-				if r.offset >= 0 {
-					r.log.Warn("offset before the first offset of the partition (deleted by retention): skipping to the first",
-						"offset", r.offset, "first", first, "skipped", first-r.offset)
-				}
-				r.offset = first
-			}
+			r.skipDeleted(first)
 			_, err = c.Seek(r.offset, kafka.SeekAbsolute)
 		}
 		if err != nil {
@@ -149,6 +139,20 @@ func (r *partitionReader) connect(ctx context.Context) error {
 		return nil
 	}
 	return fmt.Errorf("connect to %s/%d: %w", r.topic, r.partition, err)
+}
+
+// skipDeleted moves the offset up to first, the partition's first offset,
+// when it is before it: retention deleted those messages (said, with how
+// many), or the offset is kafka.FirstOffset (silently).
+func (r *partitionReader) skipDeleted(first int64) {
+	if r.offset >= first {
+		return
+	}
+	if r.offset >= 0 {
+		r.log.Warn("offset before the first offset of the partition (deleted by retention): skipping to the first",
+			"offset", r.offset, "first", first, "skipped", first-r.offset)
+	}
+	r.offset = first
 }
 
 func (r *partitionReader) close() {
