@@ -109,13 +109,8 @@ func (e *Engine) warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 		}
 		return a
 	}
-	putMissing := func(has bool, put func()) bool {
-		if missingOnly && has {
-			return false
-		}
-		put()
-		return true
-	}
+	// keepKnown: with missingOnly, an entry the engine has stays as it is.
+	keepKnown := func(has bool) bool { return missingOnly && has }
 
 	// Agents: first sighting within the lookback and the scopes seen in the
 	// learning window after it.
@@ -200,8 +195,8 @@ func (e *Engine) warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm parents: %w", err)
 		}
-		_, has := e.parents.get(parent)
-		if putMissing(has, func() { e.parents.put(parent, parentScopes{raw: scopes, fields: splitFields(scopes)}) }) {
+		if _, has := e.parents.get(parent); !keepKnown(has) {
+			e.parents.put(parent, parentScopes{raw: scopes, fields: splitFields(scopes)})
 			st.Parents++
 		}
 	}
@@ -228,8 +223,8 @@ func (e *Engine) warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm revocations: %w", err)
 		}
-		_, has := e.revoked.get(tok)
-		if putMissing(has, func() { e.revoked.put(tok, revocation{at: at, detectionID: id}) }) {
+		if _, has := e.revoked.get(tok); !keepKnown(has) {
+			e.revoked.put(tok, revocation{at: at, detectionID: id})
 			st.Revoked++
 		}
 	}
@@ -266,13 +261,11 @@ func (e *Engine) warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			continue
 		}
 		e.version = max(e.version, d.Version)
-		_, has := e.supp.get(sk)
-		if putMissing(has, func() {
+		if _, has := e.supp.get(sk); !keepKnown(has) {
 			e.supp.put(sk, &suppression{
 				det:   &detectionState{d: d, notified: d.Attributes[AttrNotified] == "true", revoked: d.Attributes[AttrRevoked] == "true"},
 				until: d.EventTime.Add(rule.Suppression),
 			})
-		}) {
 			st.Detections++
 		}
 	}
@@ -291,8 +284,8 @@ func (e *Engine) warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm traces: %w", err)
 		}
-		_, has := e.traces.get(trace)
-		if putMissing(has, func() { e.traces.put(trace, ti) }) {
+		if _, has := e.traces.get(trace); !keepKnown(has) {
+			e.traces.put(trace, ti)
 			st.Traces++
 		}
 	}
