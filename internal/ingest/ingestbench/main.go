@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -20,13 +19,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -205,21 +204,30 @@ var (
 	integrityRuns   int
 )
 
-// scrape returns the samples of one metric family from ingest's /metrics
-// (prefix up to and including "{"), by their label text.
-func scrape(addr, prefix string) map[string]float64 {
-	out := map[string]float64{}
+// families reads ingest's /metrics.
+func families(addr string) (map[string]*dto.MetricFamily, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return out
+		return nil, err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok {
-			labels, val, _ := strings.Cut(rest, "} ")
-			v, _ := strconv.ParseFloat(val, 64)
-			out[labels] = v
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(resp.Body)
+}
+
+// byTable returns value of each series of family name by its table label
+// (empty when ingest does not answer).
+func byTable(addr, name string, value func(*dto.Metric) float64) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := families(addr)
+	if err != nil || mfs[name] == nil {
+		return out
+	}
+	for _, m := range mfs[name].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "table" {
+				out[l.GetValue()] = value(m)
+			}
 		}
 	}
 	return out
@@ -228,10 +236,11 @@ func scrape(addr, prefix string) map[string]float64 {
 // printBatches prints how many inserts ingest made per table and their mean
 // rows, from its metrics: part sizes decide much of ClickHouse's cost.
 func printBatches(r int, addr string) {
-	sums := scrape(addr, "agentaudit_ingest_batch_rows_sum{")
-	for labels, n := range scrape(addr, "agentaudit_ingest_batch_rows_count{") {
+	const name = "agentaudit_ingest_batch_rows"
+	sums := byTable(addr, name, func(m *dto.Metric) float64 { return m.GetHistogram().GetSampleSum() })
+	for table, n := range byTable(addr, name, func(m *dto.Metric) float64 { return float64(m.GetHistogram().GetSampleCount()) }) {
 		if n > 0 {
-			fmt.Printf("run %d: inserts{%s}=%.0f mean_rows=%.0f\n", r, labels, n, sums[labels]/n)
+			fmt.Printf("run %d: inserts{table=%q}=%.0f mean_rows=%.0f\n", r, table, n, sums[table]/n)
 		}
 	}
 }
@@ -328,11 +337,11 @@ func oneRun(ctx context.Context, r int, conn driver.Conn, chAddr, kafkaAddr, ing
 		}
 		time.Sleep(100 * time.Millisecond)
 		peak = max(peak, procstat.PeakRSSMiB(cmd.Process.Pid))
-		written := scrape(adminAddr, "agentaudit_ingest_rows_written_total{")
-		if spansAt == 0 && int64(written[`table="spans"`]) >= wantSpans {
+		written := byTable(adminAddr, "agentaudit_ingest_rows_written_total", func(m *dto.Metric) float64 { return m.GetCounter().GetValue() })
+		if spansAt == 0 && int64(written["spans"]) >= wantSpans {
 			spansAt = time.Since(start)
 		}
-		if eventsAt == 0 && int64(written[`table="audit_events"`]) >= wantEvents {
+		if eventsAt == 0 && int64(written["audit_events"]) >= wantEvents {
 			eventsAt = time.Since(start)
 		}
 	}
@@ -519,19 +528,10 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// histogramQuantile reads a histogram from a /metrics endpoint and returns
-// quantile q, interpolated linearly inside the bucket (as PromQL's
-// histogram_quantile does).
 // histogram reads a histogram's cumulative bucket counts (by upper bound,
-// +Inf last) from a Prometheus text endpoint.
+// +Inf last) from a Prometheus text endpoint: its first series.
 func histogram(addr, name string) ([]float64, []float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, nil, err
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	mfs, err := families(addr)
 	if err != nil {
 		return nil, nil, err
 	}
