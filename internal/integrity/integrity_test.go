@@ -66,7 +66,7 @@ func TestCanonicalIsInjectiveAndNamesFields(t *testing.T) {
 func TestJSONStringMatchesEncodingJSON(t *testing.T) {
 	for _, s := range []string{"", "plain", "a\"b", "back\\slash", "<tag>&", "tab\there", "\x00\x1f", "caf\u00e9", "line\u2028sep", "emoji \U0001F600", "db://orders?x=1"} {
 		want, _ := json.Marshal(s)
-		if got := jsonString(s); !bytes.Equal(got, want) {
+		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
 			t.Errorf("%q: got %s, want %s", s, got, want)
 		}
 	}

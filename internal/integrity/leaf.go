@@ -233,9 +233,6 @@ func appendDigits(b []byte, v, width int) []byte {
 	return b
 }
 
-// jsonString is appendJSONString to a new slice.
-func jsonString(s string) []byte { return appendJSONString(nil, s) }
-
 // jsonPlain reports whether encoding/json writes s as itself between
 // quotes: ASCII without control characters, '"', '\\', '<', '>' or '&'.
 // Eight bytes at a time: each test below is non-zero exactly when some byte
