@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/agentaudit/agentaudit/internal/kafkabroker"
@@ -40,8 +41,20 @@ func run(args []string, log *slog.Logger) error {
 	dataDir := fs.String("data-dir", "", "run: data directory, kept across runs (default: temporary)")
 	partitions := fs.Int("partitions", 1, "run: num.partitions for auto-created topics")
 	autoCreate := fs.Bool("auto-create-topics", true, "run: allow auto topic creation")
+	cpuProfile := fs.String("cpuprofile", "", "run: write a CPU profile of the broker process here (kfake: the broker's own work)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
