@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -447,9 +448,19 @@ func (w *worker) run(gctx context.Context) {
 			log.Warn("offset commit failed", "err", err, "offset", to)
 		}
 	}
+	// Span messages feed one rule (LLM token rates); audit events feed all
+	// of them, revocations included. When the detector is short of CPU,
+	// audit events go first: a span worker yields the processor after each
+	// message, so an audit event fetch that arrives meanwhile is processed
+	// within a message's time rather than after a scheduler time slice
+	// (10 ms) of each runnable span worker. Spans then lag
+	// (agentaudit_detector_consumer_lag_messages) while audit events keep up.
 	handle := func(msg *kafka.Message, hwm int64) error {
 		lagLabel.Set(float64(max(hwm-msg.Offset-1, 0)))
 		outs = outs[:0]
+		if isSpans {
+			runtime.Gosched()
+		}
 		if isSpans && !needSpans {
 			skipLbl.Inc()
 		} else if isSpans {
