@@ -81,6 +81,7 @@ func main() {
 	brokerBin := flag.String("kafkabroker", "bin/kafkabroker", "kafkabroker binary (serves kfake)")
 	work := flag.String("dir", ".cache/bench-detect", "working directory")
 	detectorFlags := flag.String("detector-flags", "", "flags for the detector under test, as cmd/detector takes them (e.g. \"-detect.kafka.fetch-min-bytes=1\"); defaults otherwise")
+	series := flag.Bool("series", false, "print each attack's Kafka timestamp → rule matched latency, in order")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process (the detector) here")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the benchmark process (the detector) here at the end")
 	flag.Parse()
@@ -103,7 +104,7 @@ func main() {
 	if *produce {
 		err = runProducer(*brokers, *eventsTopic, *spansTopic, *rate, *duration, *attackEvery, *produceEvery, *maxEvents)
 	} else {
-		err = runBench(*runs, *rate, *duration, *attackEvery, *produceEvery, *maxEvents, *serverBin, *brokerBin, *work, strings.Fields(*detectorFlags))
+		err = runBench(*runs, *rate, *duration, *attackEvery, *produceEvery, *maxEvents, *serverBin, *brokerBin, *work, strings.Fields(*detectorFlags), *series)
 	}
 	if err != nil {
 		pprof.StopCPUProfile()
@@ -123,7 +124,7 @@ func simConfig(start time.Time, rate float64) sim.Config {
 	return cfg
 }
 
-func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, serverBin, brokerBin, work string, detFlags []string) error {
+func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, serverBin, brokerBin, work string, detFlags []string, series bool) error {
 	ctx := context.Background()
 	_ = os.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o755); err != nil {
@@ -154,7 +155,7 @@ func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.D
 	var p50s, p99s, eps, rss []float64
 	for r := 1; r <= runs; r++ {
 		pids := []int{os.Getpid(), broker.Process.Pid, ch.PID()}
-		res, err := oneRun(ctx, r, ch.Addr(), addr, pids, rate, duration, attackEvery, produceEvery, maxEvents, work, detFlags)
+		res, err := oneRun(ctx, r, ch.Addr(), addr, pids, rate, duration, attackEvery, produceEvery, maxEvents, work, detFlags, series)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", r, err)
 		}
@@ -279,7 +280,7 @@ func (m *cpuMeter) lap() (string, []float64) {
 	return b.String(), secs
 }
 
-func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, work string, detFlags []string) (result, error) {
+func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, work string, detFlags []string, series bool) (result, error) {
 	var res result
 	db := fmt.Sprintf("bench_%d", r)
 	admin, err := clickhouse.Open(&clickhouse.Options{Addr: []string{chAddr}})
@@ -326,7 +327,7 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	acts := det.acts
 	time.Sleep(2 * time.Second) // let the consumer group form before the clock starts: no condition to wait on from here
 	cpu := newCPUMeter([]string{"cpu_detector", "cpu_kafka", "cpu_clickhouse"}, pids)
-	attacks, sent, err := runChild(brokerAddr, evT, spT, rate, duration, attackEvery, produceEvery, 0)
+	attacks, sent, _, err := runChild(brokerAddr, evT, spT, rate, duration, attackEvery, produceEvery, 0)
 	if err != nil {
 		det.stop()
 		return res, err
@@ -342,6 +343,11 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	lat := slices.Clone(acts.lat)
 	slices.Sort(lat)
 	res.p50, res.p99 = quantile(lat, 0.50), quantile(lat, 0.99)
+	if series {
+		// In the order the attacks were sent: a rising series is a
+		// detector falling behind, a flat one with spikes is stalls.
+		fmt.Printf("run %d: Kafka timestamp → rule matched per attack, in order (ms): %.0f\n", r, acts.consume)
+	}
 	cons, stored := slices.Clone(acts.consume), slices.Clone(acts.stored)
 	slices.Sort(cons)
 	slices.Sort(stored)
@@ -356,7 +362,7 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	if err := sim.CreateTopics(ctx, []string{brokerAddr}, 4, evT, spT); err != nil {
 		return res, err
 	}
-	_, produced, err := runChild(brokerAddr, evT, spT, 0, 0, 0, produceEvery, maxEvents)
+	_, produced, traces, err := runChild(brokerAddr, evT, spT, 0, 0, 0, produceEvery, maxEvents)
 	if err != nil {
 		return res, err
 	}
@@ -366,14 +372,20 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 		return res, err
 	}
 	cpu.lap()
-	var first, last time.Time
+	// Done when every audit event AND every trace message is consumed:
+	// the detector processes audit events first when short of CPU, and
+	// throughput that left the spans behind would not be sustained.
+	var first, eventsDone, last time.Time
 	deadline = time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
-		n := processed(reg, evT)
+		n := consumed(reg, evT)
 		if n > 0 && first.IsZero() {
 			first = time.Now()
 		}
-		if n >= float64(produced) {
+		if n >= float64(produced) && eventsDone.IsZero() {
+			eventsDone = time.Now()
+		}
+		if !eventsDone.IsZero() && consumed(reg, spT) >= float64(traces) {
 			last = time.Now()
 			break
 		}
@@ -385,6 +397,8 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	if last.IsZero() {
 		return res, errors.New("throughput phase did not finish in 5 minutes")
 	}
+	fmt.Printf("run %d: throughput phase: %d audit events consumed in %.2f s, and their %d trace messages in %.2f s\n",
+		r, produced, eventsDone.Sub(first).Seconds(), traces, last.Sub(first).Seconds())
 	res.eps = float64(produced) / last.Sub(first).Seconds()
 	res.rss = sampler.stop()
 	return res, nil
@@ -464,58 +478,57 @@ func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules stri
 	}}, nil
 }
 
-// processed reads agentaudit_detector_events_total{topic,outcome=processed}.
-func processed(reg *prometheus.Registry, topic string) float64 {
+// consumed sums agentaudit_detector_events_total{topic} over its outcomes
+// (processed, invalid, skipped).
+func consumed(reg *prometheus.Registry, topic string) float64 {
 	mfs, err := reg.Gather()
 	if err != nil {
 		return 0
 	}
+	n := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() != "agentaudit_detector_events_total" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			var t, o string
 			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "topic":
-					t = l.GetValue()
-				case "outcome":
-					o = l.GetValue()
+				if l.GetName() == "topic" && l.GetValue() == topic {
+					n += m.GetCounter().GetValue()
 				}
-			}
-			if t == topic && o == "processed" {
-				return m.GetCounter().GetValue()
 			}
 		}
 	}
-	return 0
+	return n
 }
 
 // runChild runs the load generator and returns what it reports.
-func runChild(broker, evT, spT string, rate float64, duration, attackEvery, every time.Duration, events int) (attacks, produced int, err error) {
+func runChild(broker, evT, spT string, rate float64, duration, attackEvery, every time.Duration, events int) (attacks, produced, traces int, err error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	cmd := exec.Command(self, "-produce", "-brokers", broker, "-events-topic", evT, "-spans-topic", spT,
 		"-rate", fmt.Sprint(rate), "-duration", duration.String(), "-attack-every", attackEvery.String(), "-produce-every", every.String(), "-max-events", strconv.Itoa(events))
 	cmd.Stderr = os.Stderr
 	b, err := cmd.Output()
 	if err != nil {
-		return 0, 0, fmt.Errorf("load generator: %w", err)
+		return 0, 0, 0, fmt.Errorf("load generator: %w", err)
 	}
 	var rep struct {
-		Attacks, Events int
+		Attacks, Events, Traces int
+		SendMs                  string `json:"send_ms"`
 		Seconds         float64
 		CPUSeconds      float64 `json:"cpu_seconds"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
-		return 0, 0, fmt.Errorf("load generator report %q: %w", b, err)
+		return 0, 0, 0, fmt.Errorf("load generator report %q: %w", b, err)
 	}
-	fmt.Printf("load generator: %d events, %d attacks in %.1f s (%.0f events/s, %.1f CPU-seconds sending)\n",
-		rep.Events, rep.Attacks, rep.Seconds, float64(rep.Events)/rep.Seconds, rep.CPUSeconds)
-	return rep.Attacks, rep.Events, nil
+	fmt.Printf("load generator: %d events (and %d trace messages), %d attacks in %.1f s (%.0f events/s, %.1f CPU-seconds sending)\n",
+		rep.Events, rep.Traces, rep.Attacks, rep.Seconds, float64(rep.Events)/rep.Seconds, rep.CPUSeconds)
+	if rep.SendMs != "" {
+		fmt.Printf("load generator: produce acknowledged in %s ms per tick\n", rep.SendMs)
+	}
+	return rep.Attacks, rep.Events, rep.Traces, nil
 }
 
 // attackMessage: an allowed call needing admin:org by a credential that

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -66,7 +67,8 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery, e
 		}
 	}
 	var (
-		events, attacks int
+		sendMs                  []float64 // per tick: send → every partition's acknowledgement
+		events, attacks, traces int
 		start           = time.Now()
 		cpuStart        = procstat.CPUSeconds(os.Getpid())
 		nextAttack      = start.Add(attackEvery)
@@ -91,12 +93,16 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery, e
 				pre = pre[1:]
 				if q.topic == 0 {
 					events++
+				} else {
+					traces++
 				}
 				ps.add(q)
 			}
+			t0 := time.Now()
 			if err := ps.send(ctx); err != nil {
 				return err
 			}
+			sendMs = append(sendMs, float64(time.Since(t0).Microseconds())/1000)
 			<-t.C
 		}
 	} else {
@@ -107,6 +113,8 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery, e
 			}
 			if event {
 				events++
+			} else {
+				traces++
 			}
 			ps.add(q)
 			if ps.n >= 8000 {
@@ -120,7 +128,7 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery, e
 		return err
 	}
 	elapsed := time.Since(start)
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"attacks": attacks, "events": events, "seconds": elapsed.Seconds(),
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"attacks": attacks, "events": events, "traces": traces, "send_ms": sendStats(sendMs), "seconds": elapsed.Seconds(),
 		"cpu_seconds": procstat.CPUSeconds(os.Getpid()) - cpuStart})
 }
 
@@ -245,4 +253,15 @@ func (ps *partitions) send(ctx context.Context) error {
 	}
 	ps.n = 0
 	return g.Wait()
+}
+
+// sendStats summarises the per-tick send times (the broker's produce
+// latency as the load generator sees it): a broker stall shows here.
+func sendStats(ms []float64) string {
+	if len(ms) == 0 {
+		return ""
+	}
+	slices.Sort(ms)
+	q := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
+	return fmt.Sprintf("p50=%.1f p99=%.1f max=%.1f", q(0.5), q(0.99), ms[len(ms)-1])
 }
