@@ -87,12 +87,12 @@ type Engine struct {
 	rules   *Rules
 	now     func() time.Time
 	m       *metrics
-	agents  *lru[*agentState]
-	tokens  *lru[*tokenState]
-	parents *lru[parentScopes]
-	traces  *lru[*traceInfo]
-	supp    *lru[*suppression]
-	revoked *lru[revocation]
+	agents  *lru[string, *agentState]
+	tokens  *lru[string, *tokenState]
+	parents *lru[string, parentScopes]
+	traces  *lru[traceKey, *traceInfo]
+	supp    *lru[string, *suppression]
+	revoked *lru[string, revocation]
 	version uint64
 	// r: the rules the hot path reads, looked up by id once (nil if absent).
 	r struct {
@@ -117,12 +117,12 @@ func newEngine(rules *Rules, caps StateCaps, m *metrics, now func() time.Time) *
 		rules:   rules,
 		now:     now,
 		m:       m,
-		agents:  newLRU[*agentState](caps.Agents, evict("agents")),
-		tokens:  newLRU[*tokenState](caps.Tokens, evict("tokens")),
-		parents: newLRU[parentScopes](caps.Parents, evict("parents")),
-		traces:  newLRU[*traceInfo](caps.Traces, evict("traces")),
-		supp:    newLRU[*suppression](caps.Suppressions, evict("suppressions")),
-		revoked: newLRU[revocation](caps.Revoked, evict("revoked")),
+		agents:  newLRU[string, *agentState](caps.Agents, evict("agents")),
+		tokens:  newLRU[string, *tokenState](caps.Tokens, evict("tokens")),
+		parents: newLRU[string, parentScopes](caps.Parents, evict("parents")),
+		traces:  newLRU[traceKey, *traceInfo](caps.Traces, evict("traces")),
+		supp:    newLRU[string, *suppression](caps.Suppressions, evict("suppressions")),
+		revoked: newLRU[string, revocation](caps.Revoked, evict("revoked")),
 	}
 	rs := rules.Rules
 	e.r.revokedReuse, e.r.outOfDelegation, e.r.exceedsParent = rs[RuleRevokedReuse], rs[RuleOutOfDelegation], rs[RuleDelegationExceedsParent]
@@ -403,7 +403,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 	a, ok := e.agents.get(ev.AgentID)
 	if !ok {
 		a = &agentState{}
-		e.agents.put(strings.Clone(ev.AgentID), a)
+		e.agents.insert(strings.Clone(ev.AgentID), a)
 	}
 	// scope_escalation.scope_growth
 	if r := e.r.scopeGrowth; r != nil {
@@ -444,7 +444,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			t, ok := e.tokens.get(ev.TokenID)
 			if !ok {
 				t = &tokenState{}
-				e.tokens.put(strings.Clone(ev.TokenID), t)
+				e.tokens.insert(strings.Clone(ev.TokenID), t)
 			}
 			var tother string
 			var tearlier uuid.UUID
@@ -483,8 +483,8 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 				map[string]string{"limit": "requests"}), out)
 		}
 	}
-	if ev.TraceID != "" {
-		ti, ok := e.traces.get(ev.TraceID)
+	if tk, valid := traceKeyOf(ev.TraceID); valid {
+		ti, ok := e.traces.get(tk)
 		if !ok {
 			// Nearly every event starts a trace: its strings are the
 			// agent's kept copies (copied again only when they change),
@@ -493,7 +493,7 @@ func (e *Engine) Event(ev *event.AuditEvent, out []Outcome) []Outcome {
 			ti = &traceInfo{tenant: keep(&a.ids.tenant, ev.TenantID), agent: keep(&a.ids.agent, ev.AgentID), token: keep(&a.ids.token, ev.TokenID),
 				parent: keep(&a.ids.parent, ev.ParentIdentity), tokenType: keep(&a.ids.tokenType, ev.TokenType)}
 			ti.events = ti.evbuf[:0]
-			e.traces.put(strings.Clone(ev.TraceID), ti)
+			e.traces.insert(tk, ti)
 		}
 		if len(ti.events) < 3 {
 			ti.events = append(ti.events, ev.EventID)
@@ -537,7 +537,12 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 		if tok == 0 {
 			continue
 		}
-		ti, joined := e.traces.get(s.TraceID)
+		tk, valid := traceKeyOf(s.TraceID)
+		var ti *traceInfo
+		joined := false
+		if valid {
+			ti, joined = e.traces.get(tk)
+		}
 		who := actor{tenant: s.TenantID, agent: agentOf(s.TraceID), traceID: s.TraceID}
 		if joined {
 			who.tenant, who.token, who.parent, who.tokenType = ti.tenant, ti.token, ti.parent, ti.tokenType
@@ -551,7 +556,7 @@ func (e *Engine) Spans(spans []event.Span, out []Outcome) []Outcome {
 		a, ok := e.agents.get(who.agent)
 		if !ok {
 			a = &agentState{}
-			e.agents.put(strings.Clone(who.agent), a)
+			e.agents.insert(strings.Clone(who.agent), a)
 		}
 		if a.rate == nil {
 			a.rate = &rateRing{}

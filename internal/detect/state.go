@@ -12,30 +12,30 @@ import (
 // index (a doubly linked ring through slot 0, the sentinel): a lookup
 // moves no pointer-linked element, and a full map reuses the evicted slot,
 // so the hot path neither allocates per entry nor leaves garbage.
-type lru[V any] struct {
+type lru[K comparable, V any] struct {
 	cap     int
-	m       map[string]int32
-	e       []lruEntry[V] // e[0]: sentinel; e[0].next is the most recent
+	m       map[K]int32
+	e       []lruEntry[K, V] // e[0]: sentinel; e[0].next is the most recent
 	onEvict func()
 }
 
-type lruEntry[V any] struct {
-	key        string
+type lruEntry[K comparable, V any] struct {
+	key        K
 	val        V
 	prev, next int32
 }
 
-func newLRU[V any](capacity int, onEvict func()) *lru[V] {
-	return &lru[V]{cap: capacity, m: make(map[string]int32), e: make([]lruEntry[V], 1, 1+min(capacity, 1024)), onEvict: onEvict}
+func newLRU[K comparable, V any](capacity int, onEvict func()) *lru[K, V] {
+	return &lru[K, V]{cap: capacity, m: make(map[K]int32), e: make([]lruEntry[K, V], 1, 1+min(capacity, 1024)), onEvict: onEvict}
 }
 
-func (c *lru[V]) unlink(i int32) {
+func (c *lru[K, V]) unlink(i int32) {
 	e := &c.e[i]
 	c.e[e.prev].next = e.next
 	c.e[e.next].prev = e.prev
 }
 
-func (c *lru[V]) pushFront(i int32) {
+func (c *lru[K, V]) pushFront(i int32) {
 	first := c.e[0].next
 	c.e[i].prev, c.e[i].next = 0, first
 	c.e[first].prev = i
@@ -43,7 +43,7 @@ func (c *lru[V]) pushFront(i int32) {
 }
 
 // get returns the value and marks it used.
-func (c *lru[V]) get(k string) (V, bool) {
+func (c *lru[K, V]) get(k K) (V, bool) {
 	if i, ok := c.m[k]; ok {
 		if c.e[0].next != i {
 			c.unlink(i)
@@ -56,32 +56,38 @@ func (c *lru[V]) get(k string) (V, bool) {
 }
 
 // put sets k, evicting the least recently used entry when full.
-func (c *lru[V]) put(k string, v V) {
+func (c *lru[K, V]) put(k K, v V) {
 	if i, ok := c.m[k]; ok {
 		c.e[i].val = v
 		c.unlink(i)
 		c.pushFront(i)
 		return
 	}
+	c.insert(k, v)
+}
+
+// insert adds k, which the caller knows is absent (it just missed it with
+// get), evicting the least recently used entry when full.
+func (c *lru[K, V]) insert(k K, v V) {
 	var i int32
 	if len(c.m) >= c.cap {
 		i = c.e[0].prev // the least recently used
 		c.unlink(i)
 		delete(c.m, c.e[i].key)
-		c.e[i] = lruEntry[V]{}
+		c.e[i] = lruEntry[K, V]{}
 		if c.onEvict != nil {
 			c.onEvict()
 		}
 	} else {
 		i = int32(len(c.e))
-		c.e = append(c.e, lruEntry[V]{})
+		c.e = append(c.e, lruEntry[K, V]{})
 	}
 	c.e[i].key, c.e[i].val = k, v
 	c.pushFront(i)
 	c.m[k] = i
 }
 
-func (c *lru[V]) len() int { return len(c.m) }
+func (c *lru[K, V]) len() int { return len(c.m) }
 
 // maxRateWindow bounds rate.limit_exceeded's window: the ring holds one
 // bucket per second.
@@ -95,6 +101,11 @@ type rateRing struct {
 	sec [rateSlots]int64
 	req [rateSlots]uint32
 	tok [rateSlots]uint64
+	// The sums over the window (of win seconds) ending at second last, the
+	// newest second added: most adds are to that second, and they update
+	// the sums instead of summing the ring (20 cache lines) again.
+	last, win      int64
+	sumReq, sumTok uint64
 }
 
 // add counts at ts and returns the sums over the window ending at ts's
@@ -102,22 +113,39 @@ type rateRing struct {
 // that ends now).
 func (r *rateRing) add(ts time.Time, req uint32, tok uint64, window time.Duration) (sumReq uint64, sumTok uint64) {
 	s := ts.Unix()
+	w := int64(window / time.Second)
 	i := s & (rateSlots - 1)
+	counted := true
 	switch {
 	case r.sec[i] == s:
 		r.req[i] += req
 		r.tok[i] += tok
 	case r.sec[i] < s:
+		// The slot's older second (at least rateSlots before s) is in no
+		// window ending at s or later.
 		r.sec[i], r.req[i], r.tok[i] = s, req, tok
 	default:
 		// The slot holds a newer second: ts is too old for the ring.
+		counted = false
 	}
-	from := s - int64(window/time.Second) + 1
+	if w == r.win && r.last != 0 && s <= r.last {
+		if counted && s > r.last-w {
+			r.sumReq += uint64(req)
+			r.sumTok += tok
+		}
+		if s == r.last {
+			return r.sumReq, r.sumTok
+		}
+	}
+	from := s - w + 1
 	for j := range rateSlots {
 		if r.sec[j] >= from && r.sec[j] <= s {
 			sumReq += uint64(r.req[j])
 			sumTok += r.tok[j]
 		}
+	}
+	if s > r.last || w != r.win {
+		r.last, r.win, r.sumReq, r.sumTok = s, w, sumReq, sumTok
 	}
 	return sumReq, sumTok
 }
@@ -152,6 +180,37 @@ type tokenState struct {
 type revocation struct {
 	at          time.Time // event time of the triggering event
 	detectionID string
+}
+
+// traceKey is a trace id as its 16 bytes: the traces map hashes and
+// compares 16 bytes instead of 32 hex characters, and keeps no string.
+type traceKey [16]byte
+
+// traceKeyOf decodes a trace id (32 lowercase hex digits, as audit events
+// and the span decoders give it); false if it is not one.
+func traceKeyOf(id string) (traceKey, bool) {
+	var k traceKey
+	if len(id) != 32 {
+		return k, false
+	}
+	for i := range k {
+		hi, lo := unhex(id[2*i]), unhex(id[2*i+1])
+		if hi > 15 || lo > 15 {
+			return k, false
+		}
+		k[i] = hi<<4 | lo
+	}
+	return k, true
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 255
 }
 
 // traceInfo joins spans to the audit events of their trace.

@@ -284,8 +284,12 @@ func (e *Engine) warm(ctx context.Context, conn driver.Conn, lookback time.Durat
 			rows.Close()
 			return st, fmt.Errorf("warm traces: %w", err)
 		}
-		if _, has := e.traces.get(trace); !keepKnown(has) {
-			e.traces.put(trace, ti)
+		tk, valid := traceKeyOf(trace)
+		if !valid {
+			continue // not an id an audit event can carry
+		}
+		if _, has := e.traces.get(tk); !keepKnown(has) {
+			e.traces.put(tk, ti)
 			st.Traces++
 		}
 	}
