@@ -517,8 +517,8 @@ func runChild(broker, evT, spT string, rate float64, duration, attackEvery, ever
 	var rep struct {
 		Attacks, Events, Traces int
 		SendMs                  string `json:"send_ms"`
-		Seconds         float64
-		CPUSeconds      float64 `json:"cpu_seconds"`
+		Seconds                 float64
+		CPUSeconds              float64 `json:"cpu_seconds"`
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return 0, 0, 0, fmt.Errorf("load generator report %q: %w", b, err)

@@ -69,9 +69,9 @@ func runProducer(broker, evT, spT string, rate float64, duration, attackEvery, e
 	var (
 		sendMs                  []float64 // per tick: send → every partition's acknowledgement
 		events, attacks, traces int
-		start           = time.Now()
-		cpuStart        = procstat.CPUSeconds(os.Getpid())
-		nextAttack      = start.Add(attackEvery)
+		start                   = time.Now()
+		cpuStart                = procstat.CPUSeconds(os.Getpid())
+		nextAttack              = start.Add(attackEvery)
 	)
 	if rate > 0 {
 		t := time.NewTicker(every)
