@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -317,5 +319,69 @@ func TestStartFakeSeedTopics(t *testing.T) {
 	}
 	if err := b.CreateTopic(t.Context(), "late", 1); !errors.Is(err, kafkabroker.ErrClosed) {
 		t.Errorf("CreateTopic after Close: got %v, want ErrClosed", err)
+	}
+}
+
+// TestStartFakeSmallSegments: with SegmentBytes set, messages written over
+// many segments (64 KiB each here) all read back, in order, from the first
+// offset; a negative size is refused.
+func TestStartFakeSmallSegments(t *testing.T) {
+	if _, err := kafkabroker.StartFake(kafkabroker.FakeOptions{SegmentBytes: -1}); err == nil {
+		t.Fatal("StartFake accepted negative segment bytes")
+	}
+	dir := t.TempDir()
+	b, err := kafkabroker.StartFake(kafkabroker.FakeOptions{Topics: map[string]int{"segs": 1}, SegmentBytes: 64 << 10, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	conn, err := kafka.DialLeader(t.Context(), "tcp", b.Addr(), "segs", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const n = 2000 // 1 KiB each: about 30 segments
+	value := make([]byte, 1<<10)
+	for i := 0; i < n; i += 100 {
+		msgs := make([]kafka.Message, 100)
+		for j := range msgs {
+			msgs[j] = kafka.Message{Key: []byte(strconv.Itoa(i + j)), Value: value}
+		}
+		if _, err := conn.WriteMessages(msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Seek(0, kafka.SeekAbsolute); err != nil {
+		t.Fatal(err)
+	}
+	next := 0
+	for next < n {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		batch := conn.ReadBatch(1, 1<<20)
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if string(m.Key) != strconv.Itoa(next) || m.Offset != int64(next) {
+				t.Fatalf("message %d: key %s at offset %d", next, m.Key, m.Offset)
+			}
+			next++
+		}
+		if err := batch.Close(); err != nil {
+			t.Fatalf("after %d messages: %v", next, err)
+		}
+	}
+	// The size applied: the partition's log is in many segment files
+	// (kfake names them <base offset>.dat).
+	var segments int
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".dat") {
+			segments++
+		}
+		return nil
+	})
+	if segments < 10 {
+		t.Errorf("%d segment files for 2 MiB in 64 KiB segments", segments)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sort"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -30,6 +31,13 @@ type FakeOptions struct {
 	// DataDir, if set, persists the cluster's state there and reloads it on
 	// the next start; empty keeps everything in memory.
 	DataDir string
+	// SegmentBytes is log.segment.bytes (0: kfake's default, 100 MiB). In
+	// memory, kfake keeps a segment as one byte slice grown by doubling,
+	// and every growth copies the whole segment inside the broker's single
+	// request loop: a 64 MiB copy stalls every produce and fetch for tens
+	// of milliseconds, which a real broker (appending to a file) does not.
+	// Small segments (a few MiB) keep those copies short.
+	SegmentBytes int64
 	// Logger receives kfake's logs (its per-request Info logs at Debug).
 	// Nil discards them.
 	Logger *slog.Logger
@@ -51,6 +59,8 @@ func StartFake(opts FakeOptions) (*Broker, error) {
 		return nil, fmt.Errorf("start kfake: a fixed port needs exactly one broker, got %d", opts.Brokers)
 	case opts.Port < 0 || opts.Port > 65535:
 		return nil, fmt.Errorf("start kfake: invalid port %d", opts.Port)
+	case opts.SegmentBytes < 0:
+		return nil, fmt.Errorf("start kfake: segment bytes must not be negative, got %d", opts.SegmentBytes)
 	case opts.DefaultPartitions < 0:
 		return nil, fmt.Errorf("start kfake: default partitions must be positive, got %d", opts.DefaultPartitions)
 	}
@@ -68,6 +78,9 @@ func StartFake(opts FakeOptions) (*Broker, error) {
 	}
 	if opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
+	}
+	if opts.SegmentBytes > 0 {
+		kopts = append(kopts, kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.FormatInt(opts.SegmentBytes, 10)}))
 	}
 	if opts.Logger != nil {
 		kopts = append(kopts, kfake.WithLogger(kfakeLogger{opts.Logger}))

@@ -135,7 +135,9 @@ func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.D
 		return err
 	}
 	defer ch.Stop(ctx)
-	broker := exec.Command(brokerBin, "run", "-kind", "kfake", "-port", "0", "-partitions", "4")
+	// 8 MiB segments: see kafkabroker.FakeOptions.SegmentBytes (kfake's
+	// in-memory segment growth would otherwise stall the broker).
+	broker := exec.Command(brokerBin, "run", "-kind", "kfake", "-port", "0", "-partitions", "4", "-segment-bytes", strconv.Itoa(8<<20))
 	broker.Stderr = io.Discard
 	out, err := broker.StdoutPipe()
 	if err != nil {

@@ -41,6 +41,7 @@ func run(args []string, log *slog.Logger) error {
 	dataDir := fs.String("data-dir", "", "run: data directory, kept across runs (default: temporary)")
 	partitions := fs.Int("partitions", 1, "run: num.partitions for auto-created topics")
 	autoCreate := fs.Bool("auto-create-topics", true, "run: allow auto topic creation")
+	segmentBytes := fs.Int64("segment-bytes", 0, "run, kfake: log.segment.bytes (0: kfake's default); small segments keep kfake's in-memory segment growth copies short")
 	cpuProfile := fs.String("cpuprofile", "", "run: write a CPU profile of the broker process here (kfake: the broker's own work)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -86,7 +87,7 @@ func run(args []string, log *slog.Logger) error {
 			})
 		case "kfake":
 			b, err = kafkabroker.StartFake(kafkabroker.FakeOptions{
-				Port: *port, DataDir: *dataDir, DefaultPartitions: *partitions, AutoCreateTopics: *autoCreate, Logger: log,
+				Port: *port, DataDir: *dataDir, DefaultPartitions: *partitions, AutoCreateTopics: *autoCreate, SegmentBytes: *segmentBytes, Logger: log,
 			})
 		default:
 			return fmt.Errorf("unknown -kind %q (want apache or kfake)", *kind)
