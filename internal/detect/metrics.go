@@ -14,6 +14,7 @@ type metrics struct {
 	evictions   *prometheus.CounterVec // state
 	lag         *prometheus.GaugeVec   // topic, partition
 	latency     prometheus.Histogram
+	store       prometheus.Histogram
 	actErrors   prometheus.Counter
 	insertErrs  prometheus.Counter
 	rewarms     prometheus.Counter
@@ -46,6 +47,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "agentaudit_detector_detect_latency_seconds", Help: "From the triggering message's Kafka timestamp to the detection stored in ClickHouse.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
+		store: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "agentaudit_detector_store_duration_seconds", Help: "Storing one batch of detections: the detections insert and the webhook outbox rows written beside it, until both are acknowledged (retries included).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 		actErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentaudit_detector_action_errors_total", Help: "Failed hand-overs to the action sink (retried).",
 		}),
@@ -56,7 +61,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "agentaudit_detector_rewarms_total", Help: "Warm-ups from ClickHouse for partitions taken over from another instance.",
 		}),
 	}
-	reg.MustRegister(m.events, m.ruleMatches, m.detections, m.suppressed, m.stateActors, m.evictions, m.lag, m.latency, m.actErrors, m.insertErrs, m.rewarms)
+	reg.MustRegister(m.events, m.ruleMatches, m.detections, m.suppressed, m.stateActors, m.evictions, m.lag, m.latency, m.store, m.actErrors, m.insertErrs, m.rewarms)
 	for _, s := range stateNames {
 		m.evictions.WithLabelValues(s)
 		m.stateActors.WithLabelValues(s)

@@ -281,6 +281,7 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 	// the webhook instead of two, and still no webhook before its
 	// detection is stored (notify.Sender.PrepareBatch says what a crash
 	// between the two leaves behind).
+	began := time.Now()
 	ba, batched := s.actions.(BatchActions)
 	var release func()
 	prepared := make(chan bool, 1)
@@ -331,6 +332,7 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 		return false
 	}
 	now := time.Now()
+	s.m.store.Observe(now.Sub(began).Seconds())
 	for i := range accs {
 		if a := &accs[i]; a.isNew {
 			s.m.detections.WithLabelValues(a.d.RuleID, string(a.d.Severity)).Inc()

@@ -322,7 +322,8 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	if err := sim.CreateTopics(ctx, []string{brokerAddr}, 4, evT, spT); err != nil {
 		return res, err
 	}
-	det, err := startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("lat_%d", r), rules, prometheus.NewRegistry(), detFlags)
+	latReg := prometheus.NewRegistry()
+	det, err := startDetector(conn, db, brokerAddr, evT, spT, fmt.Sprintf("lat_%d", r), rules, latReg, detFlags)
 	if err != nil {
 		return res, err
 	}
@@ -355,6 +356,9 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	slices.Sort(stored)
 	fmt.Printf("run %d: Kafka timestamp → rule matched p50=%.1f p99=%.1f ms; → detection stored p50=%.1f p99=%.1f ms; → webhook received p50=%.1f p99=%.1f ms (webhooks received: %d)\n",
 		r, quantile(cons, 0.5), quantile(cons, 0.99), quantile(stored, 0.5), quantile(stored, 0.99), res.p50, res.p99, acts.received)
+	if n, mean := histogramMean(latReg, "agentaudit_detector_store_duration_seconds"); n > 0 {
+		fmt.Printf("run %d: %d detection batches stored (detections and outbox inserts) in %.1f ms on average\n", r, n, mean*1000)
+	}
 	if res.detected != attacks {
 		fmt.Printf("run %d: WARNING %d of %d attacks reached the webhook receiver\n", r, res.detected, attacks)
 	}
@@ -501,6 +505,23 @@ func consumed(reg *prometheus.Registry, topic string) float64 {
 		}
 	}
 	return n
+}
+
+// histogramMean returns a histogram's count and mean.
+func histogramMean(reg *prometheus.Registry, name string) (uint64, float64) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			h := mf.GetMetric()[0].GetHistogram()
+			if n := h.GetSampleCount(); n > 0 {
+				return n, h.GetSampleSum() / float64(n)
+			}
+		}
+	}
+	return 0, 0
 }
 
 // runChild runs the load generator and returns what it reports.
