@@ -712,6 +712,16 @@ func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string
 	)
 	clear(sc.tenant)
 	for pos := s; pos < e; {
+		// Most fields of a span are attributes (field 9) of fewer than
+		// 128 bytes: read here, not by next.
+		if b[pos] == 9<<3|wtLen && pos+1 < e && b[pos+1] < 0x80 {
+			as := pos + 2
+			pos = as + int(b[pos+1])
+			if attrs++; pos > e || !sc.spanAttribute(b, as, pos, &fields) {
+				return false
+			}
+			continue
+		}
 		f, after, ok := next(b, pos, e)
 		if !ok {
 			return false
