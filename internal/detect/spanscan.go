@@ -68,9 +68,12 @@ type spanScanner struct {
 	wantLen [64]bool
 	minNs   uint64
 	maxNs   uint64
-	spans   int      // spans of the message so far
-	tenant  []string // per TenantAttributes key: the span's value
-	res     []string // per TenantAttributes key: the resource's value
+	spans   int // spans of the message so far
+	// firstKey: per span of the ResourceSpans being read, the index of
+	// the first TenantAttributes key it has (len: none).
+	firstKey []int
+	tenant   []string // per TenantAttributes key: the span's value
+	res      []string // per TenantAttributes key: the resource's value
 	// The last trace id and string values made (see intern): the spans of
 	// a message share their trace, agent and tenant, so most are not
 	// made again.
@@ -203,19 +206,22 @@ func (sc *spanScanner) checkStr(s []byte) bool {
 	return len(s) <= sc.lim.MaxAttributeValueBytes && (ascii(s) || utf8.Valid(s))
 }
 
-// ascii reports whether every byte of b is below 0x80, eight at a time.
+// ascii reports whether every byte of b is below 0x80: eight at a time,
+// the last eight overlapping the others, no branch but the loop's.
 func ascii(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
-			return false
+	n := len(b)
+	if n < 8 {
+		var or byte
+		for _, c := range b {
+			or |= c
 		}
-		b = b[8:]
+		return or < 0x80
 	}
-	var or byte
-	for _, c := range b {
-		or |= c
+	or := binary.LittleEndian.Uint64(b[n-8:])
+	for i := 0; i+8 <= n; i += 8 {
+		or |= binary.LittleEndian.Uint64(b[i:])
 	}
-	return or < 0x80
+	return or&0x8080808080808080 == 0
 }
 
 // anyValue reads the AnyValue b[s:e] and checks that pdata reads it and
@@ -493,54 +499,68 @@ func (sc *spanScanner) scan(data []byte, dst []event.Span) ([]event.Span, error)
 	return dst, nil
 }
 
-// resourceSpans reads one ResourceSpans: its resource (every occurrence,
-// merged: later attributes win), then each ScopeSpans. DecodeSpans checks
-// the resource of every ResourceSpans and the scope of every ScopeSpans,
-// with spans or without, so the scanner does too. pdata writes the
-// resource after the ScopeSpans, hence two walks over the few fields of
-// the ResourceSpans itself.
+// resourceSpans reads one ResourceSpans in one walk: its ScopeSpans,
+// then (pdata writes it last) its resource, every occurrence merged (later
+// attributes win). What a span takes from its resource — the agent when
+// it has none, the tenant by the configured key order, the attribute
+// count — is settled once the walk has seen the whole resource
+// (fromResource). DecodeSpans checks the resource of every ResourceSpans
+// and the scope of every ScopeSpans, with spans or without, so the scanner
+// does too.
 func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]event.Span, bool) {
 	clear(sc.res)
+	sc.firstKey = sc.firstKey[:0]
+	base := len(dst)
 	var resAgent string
-	resAttrs, scopeSpans := 0, false
+	resAttrs, spanAttrs := 0, 0
 	for pos := s; pos < e; {
 		f, after, ok := next(b, pos, e)
-		if !ok {
+		if !ok || f.num <= 3 && f.typ != wtLen {
 			return dst, false
 		}
 		pos = after
 		switch f.num {
 		case 1: // Resource
-			if f.typ != wtLen || !sc.resource(b, f.s, f.e, &resAgent, &resAttrs) {
+			if !sc.resource(b, f.s, f.e, &resAgent, &resAttrs) {
 				return dst, false
 			}
 		case 2: // ScopeSpans
-			if f.typ != wtLen {
+			var n int
+			if dst, n, ok = sc.scopeSpans(b, f.s, f.e, dst); !ok {
 				return dst, false
 			}
-			scopeSpans = true
-		case 3: // schema_url
-			if f.typ != wtLen {
-				return dst, false
-			}
+			spanAttrs = max(spanAttrs, n)
 		case 1000:
 			return dst, false // InstrumentationLibrarySpans: the full decoder migrates them
 		}
 	}
-	if !scopeSpans {
-		return dst, true
+	if len(dst) > base && spanAttrs+resAttrs > sc.lim.MaxAttributesPerSpan {
+		return dst, false
 	}
-	for pos := s; pos < e; {
-		f, after, _ := next(b, pos, e) // read above
-		pos = after
-		if f.num == 2 {
-			var ok bool
-			if dst, ok = sc.scopeSpans(b, f.s, f.e, dst, resAgent, resAttrs); !ok {
-				return dst, false
-			}
-		}
+	for i := base; i < len(dst); i++ {
+		sc.fromResource(&dst[i], sc.firstKey[i-base], resAgent)
 	}
 	return dst, true
+}
+
+// fromResource completes a span's agent and tenant with its resource's:
+// the span's agent unless empty, and the tenant of the first configured
+// key the span or the resource has, the span's first (span read it).
+// first is the index of the first key the span has, row.TenantID its
+// value.
+func (sc *spanScanner) fromResource(row *event.Span, first int, resAgent string) {
+	if row.AgentID == "" {
+		row.AgentID = resAgent
+	}
+	for _, t := range sc.res[:first] {
+		if t != "" {
+			row.TenantID = t
+			return
+		}
+	}
+	if first == len(sc.res) {
+		row.TenantID = sc.opts.UnknownTenant
+	}
 }
 
 // resource reads one occurrence of a Resource: its attributes (counted in
@@ -600,51 +620,45 @@ func (sc *spanScanner) resourceAttribute(b []byte, s, e int, agent *string) bool
 	return true
 }
 
-// scopeSpans reads one ScopeSpans: its scope (checked: name, version,
-// attributes, every occurrence), then its spans. outer is the number of
-// resource attributes, counted with each span's. pdata writes the scope
-// after the spans, hence two walks.
-func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span, resAgent string, outer int) ([]event.Span, bool) {
-	spans := false
+// scopeSpans reads one ScopeSpans in one walk: its spans and its scope
+// (checked: name, version, attributes, every occurrence; pdata writes it
+// last). It returns the most attributes a span has with its scope's, 0
+// without spans.
+func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span) ([]event.Span, int, bool) {
+	scopeAttrs, most, spans := 0, 0, false
 	for pos := s; pos < e; {
 		f, after, ok := next(b, pos, e)
 		if !ok || f.num <= 3 && f.typ != wtLen {
-			return dst, false
+			return dst, 0, false
 		}
 		pos = after
 		switch f.num {
 		case 1:
-			if !sc.scope(b, f.s, f.e, &outer) {
-				return dst, false
+			if !sc.scope(b, f.s, f.e, &scopeAttrs) {
+				return dst, 0, false
 			}
 		case 2:
 			if sc.spans++; sc.spans > sc.lim.MaxSpansPerMessage {
-				return dst, false
+				return dst, 0, false
 			}
-			spans = true
+			if len(dst) == cap(dst) {
+				dst = append(dst, event.Span{})
+			} else {
+				dst = dst[:len(dst)+1]
+			}
+			row := &dst[len(dst)-1]
+			*row = event.Span{}
+			n, ok := sc.span(b, f.s, f.e, row)
+			if !ok {
+				return dst, 0, false
+			}
+			most, spans = max(most, n), true
 		}
 	}
 	if !spans {
-		return dst, true
+		return dst, 0, true
 	}
-	for pos := s; pos < e; {
-		f, after, _ := next(b, pos, e) // read above
-		pos = after
-		if f.num != 2 {
-			continue
-		}
-		if len(dst) == cap(dst) {
-			dst = append(dst, event.Span{})
-		} else {
-			dst = dst[:len(dst)+1]
-		}
-		row := &dst[len(dst)-1]
-		*row = event.Span{}
-		if !sc.span(b, f.s, f.e, row, resAgent, outer) {
-			return dst, false
-		}
-	}
-	return dst, true
+	return dst, most + scopeAttrs, true
 }
 
 // scope checks one occurrence of an InstrumentationScope and counts its
@@ -701,9 +715,11 @@ type spanFields struct {
 }
 
 // span reads one span into row and checks everything pdata and
-// DecodeSpans check of it; outer is the number of resource and scope
-// attributes.
-func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string, outer int) bool {
+// DecodeSpans check of it but its number of attributes, which it returns
+// (counted with the resource's and the scope's by the caller). The agent
+// and tenant from the resource are the caller's (fromResource); span
+// records the first tenant key the span has in sc.firstKey.
+func (sc *spanScanner) span(b []byte, s, e int, row *event.Span) (int, bool) {
 	var (
 		trace, id            []byte
 		start, end           uint64
@@ -718,13 +734,13 @@ func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string
 			as := pos + 2
 			pos = as + int(b[pos+1])
 			if attrs++; pos > e || !sc.spanAttribute(b, as, pos, &fields) {
-				return false
+				return 0, false
 			}
 			continue
 		}
 		f, after, ok := next(b, pos, e)
 		if !ok {
-			return false
+			return 0, false
 		}
 		pos = after
 		switch f.num {
@@ -761,21 +777,18 @@ func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string
 			ok = f.typ == wtI32
 		}
 		if !ok {
-			return false
+			return 0, false
 		}
 	}
-	if attrs+outer > sc.lim.MaxAttributesPerSpan || events > sc.lim.MaxEventsPerSpan || links > sc.lim.MaxLinksPerSpan ||
+	if events > sc.lim.MaxEventsPerSpan || links > sc.lim.MaxLinksPerSpan ||
 		isZero(trace) || isZero(id) ||
 		start == 0 || end == 0 || !sc.inWindow(start) || !sc.inWindow(end) || end < start {
-		return false
+		return 0, false
 	}
 	row.TraceID = sc.traceHex(trace)
 	row.StartTime = time.Unix(0, int64(start)).UTC()
 	row.OperationName = fields.op
 	row.AgentID = fields.agent
-	if fields.agent == "" {
-		row.AgentID = resAgent
-	}
 	row.InputTokens, row.OutputTokens = fields.tok[tokPrompt], fields.tok[tokCompletion]
 	if fields.haveTok[tokInput] {
 		row.InputTokens = fields.tok[tokInput]
@@ -783,18 +796,15 @@ func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string
 	if fields.haveTok[tokOutput] {
 		row.OutputTokens = fields.tok[tokOutput]
 	}
-	row.TenantID = sc.opts.UnknownTenant
-	for j := range sc.tenant {
-		if t := sc.tenant[j]; t != "" {
-			row.TenantID = t
-			break
-		}
-		if t := sc.res[j]; t != "" {
-			row.TenantID = t
+	first := len(sc.tenant)
+	for j, t := range sc.tenant {
+		if t != "" {
+			first, row.TenantID = j, t
 			break
 		}
 	}
-	return true
+	sc.firstKey = append(sc.firstKey, first)
+	return attrs, true
 }
 
 // spanAttribute checks one span attribute and reads it when the scanner

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -642,5 +643,157 @@ func TestSpanScannerAgreesOnDamagedStructure(t *testing.T) {
 		total, structural, accepted, scanned)
 	if structural < total/10 || scanned < total/10 || accepted-scanned < total/20 {
 		t.Fatal("too few damaged messages of some kind: the comparison proves little")
+	}
+}
+
+// reversePB reverses the order of the fields of every message of msg, as
+// an encoder that writes fields first to first would (pdata writes them
+// last to first); repeated fields come out reversed too.
+func reversePB(msg []pb) []pb {
+	msg = clonePB(msg)
+	slices.Reverse(msg)
+	for i := range msg {
+		msg[i].sub = reversePB(msg[i].sub)
+	}
+	return msg
+}
+
+// staleResource puts before each resource a first occurrence of it with
+// every string value "stale": pdata merges the two, later attributes win,
+// so no stale value may be read.
+func staleResource(msg []pb) []pb {
+	msg = clonePB(msg)
+	for i := range msg {
+		rs := &msg[i]
+		j := slices.IndexFunc(rs.sub, func(f pb) bool { return f.num == 1 })
+		if j < 0 {
+			continue
+		}
+		stale := clonePB(rs.sub[j : j+1])
+		for k := range stale[0].sub {
+			for _, v := range stale[0].sub[k].sub {
+				for x := range v.sub {
+					if v.sub[x].num == 1 {
+						v.sub[x].b = []byte("stale")
+					}
+				}
+			}
+		}
+		rs.sub = slices.Insert(rs.sub, j, stale...)
+	}
+	return msg
+}
+
+// Encoders differ in field order (pdata writes the resource after the
+// spans, a first-to-last encoder before), and a message may hold several
+// resources and scopes, and several occurrences of one: the detector reads
+// and decides alike in each case, under every attribute limit around the
+// message's counts (a span's own, with its scope's, with its resource's).
+func TestSpanScannerAgreesOnFieldOrder(t *testing.T) {
+	start := pcommon.NewTimestampFromTime(time.Date(2026, 1, 1, 23, 0, 0, 0, time.UTC))
+	td := ptrace.NewTraces()
+	seq := byte(0)
+	addSpan := func(ss ptrace.ScopeSpans, attrs map[string]string, extra int) {
+		seq++
+		sp := ss.Spans().AppendEmpty()
+		sp.SetTraceID(pcommon.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, seq})
+		sp.SetSpanID(pcommon.SpanID{1, 2, 3, 4, 5, 6, 7, seq})
+		sp.SetStartTimestamp(start)
+		sp.SetEndTimestamp(start + 1000)
+		for k, v := range attrs {
+			sp.Attributes().PutStr(k, v)
+		}
+		for i := range extra {
+			sp.Attributes().PutInt("x"+strconv.Itoa(i), int64(i))
+		}
+		sp.Attributes().PutInt(event.KeyInputTokens, int64(seq))
+	}
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("tenant.id", "tenant-r1")
+	rs.Resource().Attributes().PutStr(event.KeyAgentID, "agt-r1")
+	ss := rs.ScopeSpans().AppendEmpty()
+	ss.Scope().Attributes().PutStr("s1", "v")
+	ss.Scope().Attributes().PutStr("s2", "v")
+	addSpan(ss, nil, 0)
+	addSpan(ss, map[string]string{"org.id": "org-2", event.KeyAgentID: "agt-2"}, 3)
+	ss = rs.ScopeSpans().AppendEmpty()
+	addSpan(ss, map[string]string{"tenant.id": "tenant-3"}, 6)
+	lonely := rs.ScopeSpans().AppendEmpty().Scope().Attributes() // a scope without spans: its attributes count for none
+	for i := range 20 {
+		lonely.PutInt("lonely"+strconv.Itoa(i), 1)
+	}
+	rs = td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("org.id", "org-r2")
+	addSpan(rs.ScopeSpans().AppendEmpty(), map[string]string{event.KeyAgentID: ""}, 1)
+	addSpan(rs.ScopeSpans().AppendEmpty(), map[string]string{"tenant.id": "tenant-5", "org.id": "org-5"}, 2)
+	msg, err := (&ptrace.ProtoMarshaler{}).MarshalTraces(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := parsePB(t, msg, "request")
+	layouts := map[string][]byte{
+		"as pdata writes it":            msg,
+		"fields first to last":          encodePB(reversePB(tree)),
+		"stale resource first":          encodePB(staleResource(tree)),
+		"stale resource, first to last": encodePB(staleResource(reversePB(tree))),
+	}
+	tenants := map[string]bool{}
+	accepted, limited := 0, 0
+	for name, m := range layouts {
+		for limit := 1; limit <= 16; limit++ {
+			opts := scanOpts()
+			opts.Limits.MaxAttributesPerSpan = limit
+			s, a := agree(t, fmt.Sprintf("%s, at most %d attributes", name, limit), m, event.EncodingProto, opts)
+			if a != s {
+				t.Fatalf("%s, at most %d attributes: accepted %v, read by the scanner %v", name, limit, a, s)
+			}
+			if !a {
+				limited++
+				continue
+			}
+			accepted++
+			got, err := newSpanScanner(opts).scan(m, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, sp := range got {
+				tenants[sp.TenantID+"/"+sp.AgentID] = true
+			}
+		}
+	}
+	if accepted == 0 || limited == 0 {
+		t.Fatalf("accepted %d, over the limit %d: the limits do not cut through the message", accepted, limited)
+	}
+	// Tenants and agents from the span, its resource, by key order, and the
+	// stale first occurrence never.
+	for _, want := range []string{"tenant-r1/agt-r1", "tenant-r1/agt-2", "tenant-3/agt-r1", "org-r2/", "tenant-5/"} {
+		if !tenants[want] {
+			t.Errorf("no span with tenant/agent %s among %v", want, tenants)
+		}
+	}
+	for k := range tenants {
+		if strings.Contains(k, "stale") {
+			t.Errorf("a stale resource value was read: %s", k)
+		}
+	}
+}
+
+// ascii reads eight bytes at a time with an overlapping last word: every
+// length, with a byte of 0x80 or more at every position or none.
+func TestASCII(t *testing.T) {
+	for n := range 40 {
+		b := []byte(strings.Repeat("a~\x00\x7f", 10)[:n])
+		if !ascii(b) {
+			t.Fatalf("%q: not ASCII, says ascii", b)
+		}
+		for i := range n {
+			for _, c := range []byte{0x80, 0xc3, 0xff} {
+				d := slices.Clone(b)
+				d[i] = c
+				if ascii(d) {
+					t.Fatalf("%q: ASCII, says ascii", d)
+				}
+			}
+		}
 	}
 }
