@@ -193,6 +193,12 @@ func nextSlow(b []byte, pos, end int) (f wire, after int, ok bool) {
 	return f, pos, true
 }
 
+// keyVal is a KeyValue: its key (the message's bytes) and value.
+type keyVal struct {
+	k []byte
+	v anyValue
+}
+
 // anyValue is an OTLP AnyValue as far as the scanner reads it.
 type anyValue struct {
 	kind byte   // 0 none, 's' string, 'i' int, 'd' double, 'o' other (bool, array)
@@ -288,7 +294,7 @@ func (sc *spanScanner) plainStrings(b []byte, s, e int) bool {
 // keyValue reads the KeyValue b[s:e] and checks it as pdata reads it and
 // DecodeSpans stores it: the key within its limit and UTF-8, the value by
 // anyValue. The key is the message's bytes.
-func (sc *spanScanner) keyValue(b []byte, s, e int) ([]byte, anyValue, bool) {
+func (sc *spanScanner) keyValue(b []byte, s, e int, kv *keyVal) bool {
 	// Fast path for what encoders write: a key (field 1) and a value
 	// (field 2) in either order — pdata writes the value first — with
 	// one-byte tags and lengths. Every byte of b[s+2:e] other than the key
@@ -308,18 +314,19 @@ func (sc *spanScanner) keyValue(b []byte, s, e int) ([]byte, anyValue, bool) {
 				switch b[vs] {
 				case 0x0a: // string, one-byte length
 					if b[vs+1] < 0x80 && vs+2+int(b[vs+1]) == ve {
-						v := anyValue{kind: 's', s: b[vs+2 : ve]}
-						ok := len(v.s) <= sc.lim.MaxAttributeValueBytes &&
-							(ascii(b[s+2:e]) || utf8.Valid(k) && utf8.Valid(v.s))
-						return k, v, ok
+						kv.k, kv.v = k, anyValue{kind: 's', s: b[vs+2 : ve]}
+						return len(kv.v.s) <= sc.lim.MaxAttributeValueBytes &&
+							(ascii(b[s+2:e]) || utf8.Valid(k) && utf8.Valid(kv.v.s))
 					}
 				case 0x18: // int
 					if n, l := binary.Uvarint(b[vs+1 : ve]); l == ve-vs-1 {
-						return k, anyValue{kind: 'i', v: n}, ascii(k) || utf8.Valid(k)
+						kv.k, kv.v = k, anyValue{kind: 'i', v: n}
+						return ascii(k) || utf8.Valid(k)
 					}
 				case 0x21: // double
 					if ve-vs == 9 {
-						return k, anyValue{kind: 'd', v: binary.LittleEndian.Uint64(b[vs+1:])}, ascii(k) || utf8.Valid(k)
+						kv.k, kv.v = k, anyValue{kind: 'd', v: binary.LittleEndian.Uint64(b[vs+1:])}
+						return ascii(k) || utf8.Valid(k)
 					}
 				}
 			}
@@ -330,35 +337,37 @@ func (sc *spanScanner) keyValue(b []byte, s, e int) ([]byte, anyValue, bool) {
 	for pos := s; pos < e; {
 		f, after, ok := next(b, pos, e)
 		if !ok {
-			return nil, anyValue{}, false
+			return false
 		}
 		pos = after
 		switch f.num {
 		case 1:
 			if f.typ != wtLen {
-				return nil, anyValue{}, false
+				return false
 			}
 			k = b[f.s:f.e]
 		case 2:
 			if f.typ != wtLen {
-				return nil, anyValue{}, false
+				return false
 			}
 			vs, ve = f.s, f.e
 			values++
 		case 3: // key_strindex (profiles)
 			if f.typ != wtVarint {
-				return nil, anyValue{}, false
+				return false
 			}
 		}
 	}
 	if values > 1 || len(k) > sc.lim.MaxAttributeKeyBytes || !utf8.Valid(k) {
-		return k, anyValue{}, false // repeated values merge in pdata: the full decoder's business
+		return false // repeated values merge in pdata: the full decoder's business
 	}
+	kv.k, kv.v = k, anyValue{}
 	if vs < 0 {
-		return k, anyValue{}, true
+		return true
 	}
-	v, ok := sc.anyValue(b, vs, ve)
-	return k, v, ok
+	var ok bool
+	kv.v, ok = sc.anyValue(b, vs, ve)
+	return ok
 }
 
 // wanted reports whether the scanner reads attribute k of a span.
@@ -372,8 +381,8 @@ func (sc *spanScanner) wanted(k []byte) bool {
 // attribute checks one attribute of a set DecodeSpans stores as a map
 // (resource, scope, event, link).
 func (sc *spanScanner) attribute(b []byte, s, e int) bool {
-	_, _, ok := sc.keyValue(b, s, e)
-	return ok
+	var kv keyVal
+	return sc.keyValue(b, s, e, &kv)
 }
 
 // str returns v as a stored string value: a string (checked by anyValue)
@@ -599,10 +608,11 @@ func (sc *spanScanner) resource(b []byte, s, e int, agent *string, attrs *int) b
 }
 
 func (sc *spanScanner) resourceAttribute(b []byte, s, e int, agent *string) bool {
-	k, v, ok := sc.keyValue(b, s, e)
-	if !ok {
+	var kv keyVal
+	if !sc.keyValue(b, s, e, &kv) {
 		return false
 	}
+	k, v := kv.k, kv.v
 	isAgent, tenant := string(k) == event.KeyAgentID, sc.tenantIndex(k)
 	if !isAgent && tenant < 0 {
 		return true
@@ -810,9 +820,13 @@ func (sc *spanScanner) span(b []byte, s, e int, row *event.Span) (int, bool) {
 // spanAttribute checks one span attribute and reads it when the scanner
 // needs it.
 func (sc *spanScanner) spanAttribute(b []byte, s, e int, out *spanFields) bool {
-	k, v, ok := sc.keyValue(b, s, e)
-	if !ok || !sc.wanted(k) {
-		return ok
+	var kv keyVal
+	if !sc.keyValue(b, s, e, &kv) {
+		return false
+	}
+	k, v, ok := kv.k, kv.v, true
+	if !sc.wanted(k) {
+		return true
 	}
 	if j := sc.tenantIndex(k); j >= 0 {
 		if sc.tenant[j], ok = sc.str(v); !ok {
