@@ -33,7 +33,7 @@ func project(spans []event.Span) []tokenFields {
 	return out
 }
 
-func simTraces(t *testing.T, n int) [][]byte {
+func simTraces(t testing.TB, n int) [][]byte {
 	t.Helper()
 	cfg := sim.DefaultConfig()
 	cfg.Tenants, cfg.AgentsPerTenant = 5, 10
@@ -373,7 +373,7 @@ func otlpChild(kind string, num uint64) string {
 }
 
 // parsePB parses a well-formed message of type kind.
-func parsePB(t *testing.T, b []byte, kind string) []pb {
+func parsePB(t testing.TB, b []byte, kind string) []pb {
 	t.Helper()
 	var out []pb
 	for pos := 0; pos < len(b); {
@@ -528,7 +528,7 @@ func pbPaths(msg []pb, prefix []int, out [][]int) [][]int {
 // structureTrace is a message with every field of every OTLP trace
 // message pdata reads set, and each attribute value type the scanner
 // reads, all within scanOpts' window: a base for structural damage.
-func structureTrace(t *testing.T) []byte {
+func structureTrace(t testing.TB) []byte {
 	t.Helper()
 	at := time.Date(2026, 1, 1, 23, 0, 0, 0, time.UTC)
 	ts := func(d time.Duration) pcommon.Timestamp { return pcommon.NewTimestampFromTime(at.Add(d)) }
@@ -796,4 +796,27 @@ func TestASCII(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzSpanScanner: on any bytes the detector decides as ingest does and
+// reads the same fields, and the scanner accepts nothing ingest rejects.
+// Seeded with the structure test's message, simulator messages and the
+// corpus; `go test -fuzz FuzzSpanScanner ./internal/detect` explores.
+func FuzzSpanScanner(f *testing.F) {
+	f.Add(structureTrace(f))
+	for _, m := range simTraces(f, 3) {
+		f.Add(m)
+	}
+	now := time.Date(2026, 1, 1, 23, 0, 0, 0, time.UTC) // an hour before scanOpts' clock
+	for _, c := range append(eventtest.RejectedSpans(now), eventtest.ValidSpans(now)...) {
+		if c.Encoding == event.EncodingProto && c.Opts == nil {
+			f.Add(c.Msg)
+		}
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		opts := scanOpts()
+		opts.Limits.MaxAttributeValueBytes = 64 // reachable by the fuzzer
+		opts.Limits.MaxAttributesPerSpan = 16
+		agree(t, "fuzzed message", msg, event.EncodingProto, opts)
+	})
 }
