@@ -27,14 +27,21 @@ import (
 // dead-letters (event.DecodeSpans rejects it, as a whole: ingest never
 // keeps part of a message) must count for nothing here. So the scanner
 // reads only messages it can prove DecodeSpans accepts, and leaves every
-// other one to event.DecodeSpans, whose answer is then ingest's:
-//   - the structure is DecodeSpans' own first pass (event.CheckSpansProto:
-//     pdata's wire rules, id lengths, nesting) and gives the span count;
+// other one to event.DecodeSpans, whose answer is then ingest's. It proves
+// it in the same single walk over the bytes that reads the fields:
+//   - the structure DecodeSpans' first pass checks (event.CheckSpansProto,
+//     pdata's wire rules): the wire type of every known field of every
+//     message, id lengths; the scanner is stricter where that is simpler
+//     (groups, over-long varints, field numbers beyond int32, nesting
+//     deeper than a string array, a trace or span id that is not exactly
+//     16 or 8 bytes, all fall back);
 //   - the size, span, attribute (span + resource + scope, and per event and
 //     link), event and link limits are counted as DecodeSpans counts them;
 //   - every string DecodeSpans checks (names, trace states, status
 //     messages, scope name and version, event names, keys and values of
-//     every attribute set) is checked against its byte limit and UTF-8;
+//     every attribute set) is checked against its byte limit and UTF-8
+//     (one ASCII test over an attribute's key and string value stands for
+//     both UTF-8 tests when it passes);
 //   - every timestamp (start, end, events) against the window, and ids.
 //
 // Where DecodeSpans' check is more than a length and UTF-8 test, the
@@ -44,10 +51,9 @@ import (
 // KeyValue with several values goes to DecodeSpans. So does a non-string
 // value for one of the fields it reads, the deprecated
 // InstrumentationLibrarySpans and otlp_json. The tests run the corpus of
-// rejected messages ingest's tests use (eventtest) and damaged simulator
-// messages through both and require the same decision on each. The checks
-// about doubled the scanner's time (still about half of DecodeSpans' on
-// simulator traffic, which never falls back).
+// rejected messages ingest's tests use (eventtest), structurally damaged
+// messages (checked against event.CheckSpansProto too) and damaged
+// simulator messages through both and require the same decision on each.
 //
 // Two things agreement still depends on: the detector's spans limits
 // (Config.Spans) must be ingest's (both default alike), and the timestamp
@@ -62,8 +68,12 @@ type spanScanner struct {
 	wantLen [64]bool
 	minNs   uint64
 	maxNs   uint64
-	tenant  []string // per TenantAttributes key: the span's value
-	res     []string // per TenantAttributes key: the resource's value
+	spans   int // spans of the message so far
+	// firstKey: per span of the ResourceSpans being read, the index of
+	// the first TenantAttributes key it has (len: none).
+	firstKey []int
+	tenant   []string // per TenantAttributes key: the span's value
+	res      []string // per TenantAttributes key: the resource's value
 	// The last trace id and string values made (see intern): the spans of
 	// a message share their trace, agent and tenant, so most are not
 	// made again.
@@ -102,81 +112,91 @@ func (sc *spanScanner) decode(data []byte, enc event.Encoding, dst []event.Span)
 	return out, err
 }
 
+// Wire types.
+const (
+	wtVarint = 0
+	wtI64    = 1
+	wtLen    = 2
+	wtI32    = 5
+)
+
 // wire is a protobuf field: its number, wire type, varint/fixed value or
 // the range of its bytes.
 type wire struct {
-	num  uint64
-	typ  byte
+	num  int
+	typ  int
 	v    uint64
 	s, e int
 }
 
-// next reads the field at *pos (< end) of b.
-func next(b []byte, pos *int, end int) (wire, error) {
+// next reads the field at pos (< end) of b and returns it with the
+// position after it; ok is false for what the scanner leaves to
+// DecodeSpans: a malformed field, a group, a field number beyond int32
+// (pdata's reader truncates it), a varint of more than 64 bits.
+func next(b []byte, pos, end int) (f wire, after int, ok bool) {
 	// Fast path: what OTLP encoders write almost everywhere, a one-byte tag
 	// and a one-byte length or varint, or a fixed64 (timestamps).
-	if p := *pos; end-p >= 2 && b[p] < 0x80 && b[p]>>3 != 0 {
-		switch t := b[p]; t & 7 {
-		case 2:
-			if e := p + 2 + int(b[p+1]); b[p+1] < 0x80 && e <= end {
-				*pos = e
-				return wire{num: uint64(t >> 3), typ: 2, s: p + 2, e: e}, nil
+	if end-pos >= 2 && b[pos] < 0x80 && b[pos] >= 8 {
+		switch t := b[pos]; t & 7 {
+		case wtLen:
+			if e := pos + 2 + int(b[pos+1]); b[pos+1] < 0x80 && e <= end {
+				return wire{num: int(t >> 3), typ: wtLen, s: pos + 2, e: e}, e, true
 			}
-		case 0:
-			if b[p+1] < 0x80 {
-				*pos = p + 2
-				return wire{num: uint64(t >> 3), v: uint64(b[p+1])}, nil
+		case wtVarint:
+			if b[pos+1] < 0x80 {
+				return wire{num: int(t >> 3), v: uint64(b[pos+1])}, pos + 2, true
 			}
-		case 1:
-			if p+9 <= end {
-				*pos = p + 9
-				return wire{num: uint64(t >> 3), typ: 1, v: binary.LittleEndian.Uint64(b[p+1:])}, nil
+		case wtI64:
+			if pos+9 <= end {
+				return wire{num: int(t >> 3), typ: wtI64, v: binary.LittleEndian.Uint64(b[pos+1:])}, pos + 9, true
 			}
 		}
 	}
 	return nextSlow(b, pos, end)
 }
 
-func nextSlow(b []byte, pos *int, end int) (wire, error) {
-	var f wire
-	tag, n := binary.Uvarint(b[*pos:end])
-	if n <= 0 {
-		return f, errScanFallback
+func nextSlow(b []byte, pos, end int) (f wire, after int, ok bool) {
+	tag, n := binary.Uvarint(b[pos:end])
+	if n <= 0 || tag>>3 == 0 || tag>>3 > math.MaxInt32 {
+		return f, end, false
 	}
-	*pos += n
-	f.num, f.typ = tag>>3, byte(tag&7)
-	if f.num == 0 {
-		return f, errScanFallback
-	}
+	pos += n
+	f.num, f.typ = int(tag>>3), int(tag&7)
 	switch f.typ {
-	case 0:
-		v, n := binary.Uvarint(b[*pos:end])
+	case wtVarint:
+		v, n := binary.Uvarint(b[pos:end])
 		if n <= 0 {
-			return f, errScanFallback
+			return f, end, false
 		}
-		f.v, *pos = v, *pos+n
-	case 1:
-		if end-*pos < 8 {
-			return f, errScanFallback
+		f.v, pos = v, pos+n
+	case wtI64:
+		if end-pos < 8 {
+			return f, end, false
 		}
-		f.v, *pos = binary.LittleEndian.Uint64(b[*pos:]), *pos+8
-	case 5:
-		if end-*pos < 4 {
-			return f, errScanFallback
+		f.v, pos = binary.LittleEndian.Uint64(b[pos:]), pos+8
+	case wtI32:
+		if end-pos < 4 {
+			return f, end, false
 		}
-		f.v, *pos = uint64(binary.LittleEndian.Uint32(b[*pos:])), *pos+4
-	case 2:
-		l, n := binary.Uvarint(b[*pos:end])
-		if n <= 0 || l > uint64(end-*pos-n) {
-			return f, errScanFallback
+		f.v, pos = uint64(binary.LittleEndian.Uint32(b[pos:])), pos+4
+	case wtLen:
+		l, n := binary.Uvarint(b[pos:end])
+		if n <= 0 || l > uint64(end-pos-n) {
+			return f, end, false
 		}
-		f.s = *pos + n
+		f.s = pos + n
 		f.e = f.s + int(l)
-		*pos = f.e
+		pos = f.e
 	default: // groups: left to the full decoder
-		return f, errScanFallback
+		return f, end, false
 	}
-	return f, nil
+	return f, pos, true
+}
+
+// keyVal is a KeyValue: its key (the message's bytes) and value.
+type keyVal struct {
+	k []byte
+	v anyValue
 }
 
 // anyValue is an OTLP AnyValue as far as the scanner reads it.
@@ -188,63 +208,77 @@ type anyValue struct {
 
 // checkStr is DecodeSpans' test of a stored string: within the value limit
 // and valid UTF-8.
-func (sc *spanScanner) checkStr(s []byte) error {
-	if len(s) > sc.lim.MaxAttributeValueBytes || !utf8.Valid(s) {
-		return errScanFallback
-	}
-	return nil
+func (sc *spanScanner) checkStr(s []byte) bool {
+	return len(s) <= sc.lim.MaxAttributeValueBytes && (ascii(s) || utf8.Valid(s))
 }
 
-// anyValue reads an AnyValue and checks that DecodeSpans stores it: one
-// field, a string that passes checkStr, an int, double, bool or none, or
-// an array of plain strings (plainStrings). Anything else falls back.
-func (sc *spanScanner) anyValue(b []byte, s, e int) (anyValue, error) {
-	var a anyValue
-	for pos, n := s, 0; pos < e; n++ {
-		f, err := next(b, &pos, e)
-		if err != nil || n > 0 {
-			return a, errScanFallback // several fields merge in pdata: the full decoder's business
+// ascii reports whether every byte of b is below 0x80: eight at a time,
+// the last eight overlapping the others, no branch but the loop's.
+func ascii(b []byte) bool {
+	n := len(b)
+	if n < 8 {
+		var or byte
+		for _, c := range b {
+			or |= c
 		}
-		switch {
-		case f.num == 1 && f.typ == 2:
-			a = anyValue{kind: 's', s: b[f.s:f.e]}
-			if err := sc.checkStr(a.s); err != nil {
-				return a, err
-			}
-		case f.num == 2 && f.typ == 0:
-			a = anyValue{kind: 'o'}
-		case f.num == 3 && f.typ == 0:
-			a = anyValue{kind: 'i', v: f.v}
-		case f.num == 4 && f.typ == 1:
-			a = anyValue{kind: 'd', v: f.v}
-		case f.num == 5 && f.typ == 2:
-			if !sc.plainStrings(b, f.s, f.e) {
-				return a, errScanFallback
-			}
-			a = anyValue{kind: 'o'}
-		case f.num == 8 && f.typ == 0: // string_value_strindex: no value for traces
-			a = anyValue{}
-		default: // maps, bytes, unknown fields
-			return a, errScanFallback
-		}
+		return or < 0x80
 	}
-	return a, nil
+	or := binary.LittleEndian.Uint64(b[n-8:])
+	for i := 0; i+8 <= n; i += 8 {
+		or |= binary.LittleEndian.Uint64(b[i:])
+	}
+	return or&0x8080808080808080 == 0
+}
+
+// anyValue reads the AnyValue b[s:e] and checks that pdata reads it and
+// DecodeSpans stores it: one field, a string that passes checkStr, an
+// int, double, bool or none, or an array of plain strings (plainStrings).
+// Anything else falls back.
+func (sc *spanScanner) anyValue(b []byte, s, e int) (anyValue, bool) {
+	var a anyValue
+	if s == e {
+		return a, true
+	}
+	f, pos, ok := next(b, s, e)
+	if !ok || pos != e {
+		return a, false // several fields merge in pdata: the full decoder's business
+	}
+	switch {
+	case f.num == 1 && f.typ == wtLen:
+		a = anyValue{kind: 's', s: b[f.s:f.e]}
+		return a, sc.checkStr(a.s)
+	case f.num == 2 && f.typ == wtVarint:
+		a = anyValue{kind: 'o'}
+	case f.num == 3 && f.typ == wtVarint:
+		a = anyValue{kind: 'i', v: f.v}
+	case f.num == 4 && f.typ == wtI64:
+		a = anyValue{kind: 'd', v: f.v}
+	case f.num == 5 && f.typ == wtLen:
+		if !sc.plainStrings(b, f.s, f.e) {
+			return a, false
+		}
+		a = anyValue{kind: 'o'}
+	case f.num == 8 && f.typ == wtVarint: // string_value_strindex: no value for traces
+	default: // maps, bytes, unknown fields
+		return a, false
+	}
+	return a, true
 }
 
 // plainStrings reports whether the ArrayValue b[s:e] holds only strings of
-// printable ASCII other than quote and backslash whose JSON array, as DecodeSpans
-// flattens it, fits the value limit: then DecodeSpans stores it (whole or
-// element by element) without complaint.
+// printable ASCII other than quote and backslash whose JSON array, as
+// DecodeSpans flattens it, fits the value limit: then DecodeSpans stores it
+// (whole or element by element) without complaint.
 func (sc *spanScanner) plainStrings(b []byte, s, e int) bool {
 	size := 1 // '['
 	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil || f.num != 1 || f.typ != 2 {
+		f, after, ok := next(b, pos, e)
+		if !ok || f.num != 1 || f.typ != wtLen {
 			return false
 		}
-		ep := f.s
-		v, err := next(b, &ep, f.e)
-		if err != nil || ep != f.e || v.num != 1 || v.typ != 2 {
+		pos = after
+		v, ep, ok := next(b, f.s, f.e)
+		if !ok || ep != f.e || v.num != 1 || v.typ != wtLen {
 			return false
 		}
 		for _, c := range b[v.s:v.e] {
@@ -257,74 +291,83 @@ func (sc *spanScanner) plainStrings(b []byte, s, e int) bool {
 	return max(size, 2) <= sc.lim.MaxAttributeValueBytes
 }
 
-// keyValue reads a KeyValue and checks it as DecodeSpans stores it: the key
-// within its limit and UTF-8, the value by anyValue. The key is the
-// message's bytes.
-func (sc *spanScanner) keyValue(b []byte, s, e int) ([]byte, anyValue, error) {
+// keyValue reads the KeyValue b[s:e] and checks it as pdata reads it and
+// DecodeSpans stores it: the key within its limit and UTF-8, the value by
+// anyValue. The key is the message's bytes.
+func (sc *spanScanner) keyValue(b []byte, s, e int, kv *keyVal) bool {
 	// Fast path for what encoders write: a key (field 1) and a value
 	// (field 2) in either order — pdata writes the value first — with
-	// one-byte tags and lengths, the value a string or a small int.
-	if p := s; e-p >= 4 && b[p+1] < 0x80 {
-		if m := p + 2 + int(b[p+1]); m+2 <= e && b[m+1] < 0x80 && m+2+int(b[m+1]) == e {
+	// one-byte tags and lengths. Every byte of b[s+2:e] other than the key
+	// and a string value is then a tag or a length below 0x80, so when
+	// all of them are ASCII, so are the key and the value.
+	if e-s >= 4 && b[s+1] < 0x80 {
+		if m := s + 2 + int(b[s+1]); m+2 <= e && b[m+1] < 0x80 && m+2+int(b[m+1]) == e {
 			var k []byte
 			vs, ve := -1, -1
-			switch t1, t2 := b[p], b[m]; {
+			switch t1, t2 := b[s], b[m]; {
 			case t1 == 0x12 && t2 == 0x0a:
-				k, vs, ve = b[m+2:e], p+2, m
+				k, vs, ve = b[m+2:e], s+2, m
 			case t1 == 0x0a && t2 == 0x12:
-				k, vs, ve = b[p+2:m], m+2, e
+				k, vs, ve = b[s+2:m], m+2, e
 			}
-			if vs >= 0 {
-				if len(k) > sc.lim.MaxAttributeKeyBytes || !utf8.Valid(k) {
-					return k, anyValue{}, errScanFallback
-				}
-				if ve-vs >= 2 && b[vs+1] < 0x80 {
-					switch b[vs] {
-					case 0x0a: // string
-						if vs+2+int(b[vs+1]) == ve {
-							v := anyValue{kind: 's', s: b[vs+2 : ve]}
-							return k, v, sc.checkStr(v.s)
-						}
-					case 0x18: // int
-						if vs+2 == ve {
-							return k, anyValue{kind: 'i', v: uint64(b[vs+1])}, nil
-						}
+			if vs >= 0 && len(k) <= sc.lim.MaxAttributeKeyBytes && ve-vs >= 2 {
+				switch b[vs] {
+				case 0x0a: // string, one-byte length
+					if b[vs+1] < 0x80 && vs+2+int(b[vs+1]) == ve {
+						kv.k, kv.v = k, anyValue{kind: 's', s: b[vs+2 : ve]}
+						return len(kv.v.s) <= sc.lim.MaxAttributeValueBytes &&
+							(ascii(b[s+2:e]) || utf8.Valid(k) && utf8.Valid(kv.v.s))
+					}
+				case 0x18: // int
+					if n, l := binary.Uvarint(b[vs+1 : ve]); l == ve-vs-1 {
+						kv.k, kv.v = k, anyValue{kind: 'i', v: n}
+						return ascii(k) || utf8.Valid(k)
+					}
+				case 0x21: // double
+					if ve-vs == 9 {
+						kv.k, kv.v = k, anyValue{kind: 'd', v: binary.LittleEndian.Uint64(b[vs+1:])}
+						return ascii(k) || utf8.Valid(k)
 					}
 				}
-				v, err := sc.anyValue(b, vs, ve)
-				return k, v, err
 			}
 		}
 	}
 	var k []byte
 	vs, ve, values := -1, -1, 0
 	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return nil, anyValue{}, err
+		f, after, ok := next(b, pos, e)
+		if !ok {
+			return false
 		}
+		pos = after
 		switch f.num {
 		case 1:
-			if f.typ != 2 {
-				return nil, anyValue{}, errScanFallback
+			if f.typ != wtLen {
+				return false
 			}
 			k = b[f.s:f.e]
 		case 2:
-			if f.typ != 2 {
-				return nil, anyValue{}, errScanFallback
+			if f.typ != wtLen {
+				return false
 			}
 			vs, ve = f.s, f.e
 			values++
+		case 3: // key_strindex (profiles)
+			if f.typ != wtVarint {
+				return false
+			}
 		}
 	}
 	if values > 1 || len(k) > sc.lim.MaxAttributeKeyBytes || !utf8.Valid(k) {
-		return k, anyValue{}, errScanFallback // repeated values merge in pdata: the full decoder's business
+		return false // repeated values merge in pdata: the full decoder's business
 	}
+	kv.k, kv.v = k, anyValue{}
 	if vs < 0 {
-		return k, anyValue{}, nil
+		return true
 	}
-	v, err := sc.anyValue(b, vs, ve)
-	return k, v, err
+	var ok bool
+	kv.v, ok = sc.anyValue(b, vs, ve)
+	return ok
 }
 
 // wanted reports whether the scanner reads attribute k of a span.
@@ -336,27 +379,27 @@ func (sc *spanScanner) wanted(k []byte) bool {
 }
 
 // attribute checks one attribute of a set DecodeSpans stores as a map
-// (scope, event, link): errScanFallback unless it passes keyValue.
-func (sc *spanScanner) attribute(b []byte, s, e int) error {
-	_, _, err := sc.keyValue(b, s, e)
-	return err
+// (resource, scope, event, link).
+func (sc *spanScanner) attribute(b []byte, s, e int) bool {
+	var kv keyVal
+	return sc.keyValue(b, s, e, &kv)
 }
 
 // str returns v as a stored string value: a string (checked by anyValue)
-// or none, else fallback.
-func (sc *spanScanner) str(v anyValue) (string, error) {
+// or none, else ok false.
+func (sc *spanScanner) str(v anyValue) (string, bool) {
 	switch v.kind {
 	case 0:
-		return "", nil
+		return "", true
 	case 's':
 		// The GenAI operation names: no copy (the spans of a message have
 		// several, which would push agents and tenants out of intern's few).
 		if op, ok := genAIOperation(v.s); ok {
-			return op, nil
+			return op, true
 		}
-		return sc.intern(v.s), nil
+		return sc.intern(v.s), true
 	}
-	return "", errScanFallback // flattened forms (numbers, JSON): the full decoder's business
+	return "", false // flattened forms (numbers, JSON): the full decoder's business
 }
 
 // genAIOperation returns b as a constant when it is one of the
@@ -436,146 +479,221 @@ func (sc *spanScanner) tenantIndex(k []byte) int {
 	return -1
 }
 
+// scan reads an otlp_proto message in one walk, or returns
+// errScanFallback (and dst unchanged) for a message it leaves to
+// DecodeSpans.
 func (sc *spanScanner) scan(data []byte, dst []event.Span) ([]event.Span, error) {
 	if len(data) > sc.lim.MaxMessageBytes {
 		return dst, errScanFallback
 	}
-	spans, err := event.CheckSpansProto(data)
-	if err != nil || spans > sc.lim.MaxSpansPerMessage {
-		return dst, errScanFallback
-	}
-	if spans == 0 {
-		return dst, nil // DecodeSpans accepts it as it is, and it counts for nothing
-	}
 	now := sc.opts.Now()
 	sc.minNs = uint64(max(now.Add(-sc.lim.MaxAge).UnixNano(), 0))
 	sc.maxNs = uint64(now.Add(sc.lim.MaxFuture).UnixNano())
+	sc.spans = 0
 	base := len(dst)
-	err = messages(data, 0, len(data), 1, func(s, e int) (err error) {
-		dst, err = sc.resourceSpans(data, s, e, dst)
-		return err
-	})
-	if err != nil {
-		return dst[:base], err
+	for pos := 0; pos < len(data); {
+		f, after, ok := next(data, pos, len(data))
+		if ok && f.num == 1 {
+			if f.typ != wtLen {
+				ok = false
+			} else {
+				dst, ok = sc.resourceSpans(data, f.s, f.e, dst)
+			}
+		}
+		if !ok {
+			return dst[:base], errScanFallback
+		}
+		pos = after
 	}
 	return dst, nil
 }
 
-// messages calls fn with the bounds of each occurrence of the
-// length-delimited field num in b[s:e], in order; num with another wire
-// type is errScanFallback.
-func messages(b []byte, s, e int, num uint64, fn func(s, e int) error) error {
-	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return err
-		}
-		if f.num != num {
-			continue
-		}
-		if f.typ != 2 {
-			return errScanFallback
-		}
-		if err := fn(f.s, f.e); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// resourceSpans reads one ResourceSpans: its resource (every occurrence,
-// merged: later attributes win), then each ScopeSpans. DecodeSpans checks
-// the resource of every ResourceSpans and the scope of every ScopeSpans,
-// with spans or without, so the scanner does too.
-func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]event.Span, error) {
+// resourceSpans reads one ResourceSpans in one walk: its ScopeSpans,
+// then (pdata writes it last) its resource, every occurrence merged (later
+// attributes win). What a span takes from its resource — the agent when
+// it has none, the tenant by the configured key order, the attribute
+// count — is settled once the walk has seen the whole resource
+// (fromResource). DecodeSpans checks the resource of every ResourceSpans
+// and the scope of every ScopeSpans, with spans or without, so the scanner
+// does too.
+func (sc *spanScanner) resourceSpans(b []byte, s, e int, dst []event.Span) ([]event.Span, bool) {
 	clear(sc.res)
+	sc.firstKey = sc.firstKey[:0]
+	base := len(dst)
 	var resAgent string
-	resAttrs := 0
+	resAttrs, spanAttrs := 0, 0
 	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return dst, err
+		f, after, ok := next(b, pos, e)
+		if !ok || f.num <= 3 && f.typ != wtLen {
+			return dst, false
 		}
+		pos = after
 		switch f.num {
 		case 1: // Resource
-			if f.typ != 2 {
-				return dst, errScanFallback
+			if !sc.resource(b, f.s, f.e, &resAgent, &resAttrs) {
+				return dst, false
 			}
-			err = messages(b, f.s, f.e, 1, func(s, e int) error {
-				resAttrs++
-				k, v, err := sc.keyValue(b, s, e)
-				if err != nil {
-					return err
-				}
-				agent, tenant := string(k) == event.KeyAgentID, sc.tenantIndex(k)
-				if !agent && tenant < 0 {
-					return nil
-				}
-				str, err := sc.str(v)
-				if err != nil {
-					return err
-				}
-				if agent {
-					resAgent = str
-				}
-				if tenant >= 0 {
-					sc.res[tenant] = str
-				}
-				return nil
-			})
-			if err != nil {
-				return dst, err
+		case 2: // ScopeSpans
+			var n int
+			if dst, n, ok = sc.scopeSpans(b, f.s, f.e, dst); !ok {
+				return dst, false
 			}
+			spanAttrs = max(spanAttrs, n)
 		case 1000:
-			return dst, errScanFallback // InstrumentationLibrarySpans: the full decoder migrates them
+			return dst, false // InstrumentationLibrarySpans: the full decoder migrates them
 		}
 	}
-	err := messages(b, s, e, 2, func(s, e int) (err error) {
-		dst, err = sc.scopeSpans(b, s, e, dst, resAgent, resAttrs)
-		return err
-	})
-	return dst, err
+	if len(dst) > base && spanAttrs+resAttrs > sc.lim.MaxAttributesPerSpan {
+		return dst, false
+	}
+	for i := base; i < len(dst); i++ {
+		sc.fromResource(&dst[i], sc.firstKey[i-base], resAgent)
+	}
+	return dst, true
 }
 
-// scopeSpans reads one ScopeSpans: its scope (checked: name, version,
-// attributes, every occurrence), then its spans. outer is the number of
-// resource attributes, counted with each span's.
-func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span, resAgent string, outer int) ([]event.Span, error) {
-	err := messages(b, s, e, 1, func(s, e int) error {
-		for sp := s; sp < e; {
-			sf, err := next(b, &sp, e)
-			if err != nil {
-				return err
-			}
-			switch {
-			case (sf.num == 1 || sf.num == 2) && sf.typ == 2: // name, version
-				err = sc.checkStr(b[sf.s:sf.e])
-			case sf.num == 3 && sf.typ == 2:
-				outer++
-				err = sc.attribute(b, sf.s, sf.e)
-			case sf.num <= 3:
-				err = errScanFallback
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return dst, err
+// fromResource completes a span's agent and tenant with its resource's:
+// the span's agent unless empty, and the tenant of the first configured
+// key the span or the resource has, the span's first (span read it).
+// first is the index of the first key the span has, row.TenantID its
+// value.
+func (sc *spanScanner) fromResource(row *event.Span, first int, resAgent string) {
+	if row.AgentID == "" {
+		row.AgentID = resAgent
 	}
-	err = messages(b, s, e, 2, func(s, e int) error {
-		if len(dst) == cap(dst) {
-			dst = append(dst, event.Span{})
-		} else {
-			dst = dst[:len(dst)+1]
+	for _, t := range sc.res[:first] {
+		if t != "" {
+			row.TenantID = t
+			return
 		}
-		row := &dst[len(dst)-1]
-		*row = event.Span{}
-		return sc.span(b, s, e, row, resAgent, outer)
-	})
-	return dst, err
+	}
+	if first == len(sc.res) {
+		row.TenantID = sc.opts.UnknownTenant
+	}
+}
+
+// resource reads one occurrence of a Resource: its attributes (counted in
+// *attrs, the agent and tenants kept), dropped count and entity refs.
+func (sc *spanScanner) resource(b []byte, s, e int, agent *string, attrs *int) bool {
+	for pos := s; pos < e; {
+		f, after, ok := next(b, pos, e)
+		if !ok {
+			return false
+		}
+		pos = after
+		switch f.num {
+		case 1:
+			*attrs++
+			if f.typ != wtLen || !sc.resourceAttribute(b, f.s, f.e, agent) {
+				return false
+			}
+		case 2:
+			if f.typ != wtVarint {
+				return false
+			}
+		case 3: // EntityRef: fields 1 to 4 are strings
+			if f.typ != wtLen {
+				return false
+			}
+			for ep := f.s; ep < f.e; {
+				ef, after, ok := next(b, ep, f.e)
+				if !ok || ef.num <= 4 && ef.typ != wtLen {
+					return false
+				}
+				ep = after
+			}
+		}
+	}
+	return true
+}
+
+func (sc *spanScanner) resourceAttribute(b []byte, s, e int, agent *string) bool {
+	var kv keyVal
+	if !sc.keyValue(b, s, e, &kv) {
+		return false
+	}
+	k, v := kv.k, kv.v
+	isAgent, tenant := string(k) == event.KeyAgentID, sc.tenantIndex(k)
+	if !isAgent && tenant < 0 {
+		return true
+	}
+	str, ok := sc.str(v)
+	if !ok {
+		return false
+	}
+	if isAgent {
+		*agent = str
+	}
+	if tenant >= 0 {
+		sc.res[tenant] = str
+	}
+	return true
+}
+
+// scopeSpans reads one ScopeSpans in one walk: its spans and its scope
+// (checked: name, version, attributes, every occurrence; pdata writes it
+// last). It returns the most attributes a span has with its scope's, 0
+// without spans.
+func (sc *spanScanner) scopeSpans(b []byte, s, e int, dst []event.Span) ([]event.Span, int, bool) {
+	scopeAttrs, most, spans := 0, 0, false
+	for pos := s; pos < e; {
+		f, after, ok := next(b, pos, e)
+		if !ok || f.num <= 3 && f.typ != wtLen {
+			return dst, 0, false
+		}
+		pos = after
+		switch f.num {
+		case 1:
+			if !sc.scope(b, f.s, f.e, &scopeAttrs) {
+				return dst, 0, false
+			}
+		case 2:
+			if sc.spans++; sc.spans > sc.lim.MaxSpansPerMessage {
+				return dst, 0, false
+			}
+			if len(dst) == cap(dst) {
+				dst = append(dst, event.Span{})
+			} else {
+				dst = dst[:len(dst)+1]
+			}
+			row := &dst[len(dst)-1]
+			*row = event.Span{}
+			n, ok := sc.span(b, f.s, f.e, row)
+			if !ok {
+				return dst, 0, false
+			}
+			most, spans = max(most, n), true
+		}
+	}
+	if !spans {
+		return dst, 0, true
+	}
+	return dst, most + scopeAttrs, true
+}
+
+// scope checks one occurrence of an InstrumentationScope and counts its
+// attributes in *attrs.
+func (sc *spanScanner) scope(b []byte, s, e int, attrs *int) bool {
+	for pos := s; pos < e; {
+		f, after, ok := next(b, pos, e)
+		if !ok {
+			return false
+		}
+		pos = after
+		switch f.num {
+		case 1, 2: // name, version
+			ok = f.typ == wtLen && sc.checkStr(b[f.s:f.e])
+		case 3:
+			*attrs++
+			ok = f.typ == wtLen && sc.attribute(b, f.s, f.e)
+		case 4:
+			ok = f.typ == wtVarint
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 const (
@@ -599,194 +717,220 @@ func tokenKey(k []byte) int {
 	return -1
 }
 
-// span reads one span into row and checks everything DecodeSpans checks of
-// it; outer is the number of resource and scope attributes.
-func (sc *spanScanner) span(b []byte, s, e int, row *event.Span, resAgent string, outer int) error {
+// spanFields is what span reads of a span's attributes.
+type spanFields struct {
+	agent, op string
+	tok       [4]uint64
+	haveTok   [4]bool
+}
+
+// span reads one span into row and checks everything pdata and
+// DecodeSpans check of it but its number of attributes, which it returns
+// (counted with the resource's and the scope's by the caller). The agent
+// and tenant from the resource are the caller's (fromResource); span
+// records the first tenant key the span has in sc.firstKey.
+func (sc *spanScanner) span(b []byte, s, e int, row *event.Span) (int, bool) {
 	var (
 		trace, id            []byte
 		start, end           uint64
 		attrs, events, links int
-		tok                  [4]uint64
-		haveTok              [4]bool
-		agent, op            string
+		fields               spanFields
 	)
 	clear(sc.tenant)
 	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return err
-		}
-		switch f.num {
-		case 1, 2, 3, 5, 9, 11, 13, 15:
-			if f.typ != 2 {
-				return errScanFallback
+		// Most fields of a span are attributes (field 9) of fewer than
+		// 128 bytes: read here, not by next.
+		if b[pos] == 9<<3|wtLen && pos+1 < e && b[pos+1] < 0x80 {
+			as := pos + 2
+			pos = as + int(b[pos+1])
+			if attrs++; pos > e || !sc.spanAttribute(b, as, pos, &fields) {
+				return 0, false
 			}
-		case 7, 8:
-			if f.typ != 1 {
-				return errScanFallback
-			}
+			continue
 		}
+		f, after, ok := next(b, pos, e)
+		if !ok {
+			return 0, false
+		}
+		pos = after
 		switch f.num {
 		case 1:
 			trace = b[f.s:f.e]
+			ok = f.typ == wtLen && len(trace) == 16
 		case 2:
 			id = b[f.s:f.e]
+			ok = f.typ == wtLen && len(id) == 8
 		case 3, 5: // trace_state, name
-			err = sc.checkStr(b[f.s:f.e])
+			ok = f.typ == wtLen && sc.checkStr(b[f.s:f.e])
+		case 4: // parent_span_id
+			ok = f.typ == wtLen && (f.e == f.s || f.e-f.s == 8)
+		case 6, 10, 12, 14: // kind, dropped counts
+			ok = f.typ == wtVarint
 		case 7:
 			start = f.v
+			ok = f.typ == wtI64
 		case 8:
 			end = f.v
+			ok = f.typ == wtI64
 		case 9:
 			attrs++
-			err = sc.spanAttribute(b, f.s, f.e, &agent, &op, &tok, &haveTok)
+			ok = f.typ == wtLen && sc.spanAttribute(b, f.s, f.e, &fields)
 		case 11:
 			events++
-			err = sc.event(b, f.s, f.e)
+			ok = f.typ == wtLen && sc.event(b, f.s, f.e)
 		case 13:
 			links++
-			err = sc.link(b, f.s, f.e)
-		case 15: // status: its message is stored
-			for sp := f.s; sp < f.e && err == nil; {
-				var sf wire
-				if sf, err = next(b, &sp, f.e); err == nil && sf.num == 2 {
-					if sf.typ != 2 {
-						return errScanFallback
-					}
-					err = sc.checkStr(b[sf.s:sf.e])
-				}
-			}
+			ok = f.typ == wtLen && sc.link(b, f.s, f.e)
+		case 15:
+			ok = f.typ == wtLen && sc.status(b, f.s, f.e)
+		case 16: // flags
+			ok = f.typ == wtI32
 		}
-		if err != nil {
-			return err
+		if !ok {
+			return 0, false
 		}
 	}
-	// What DecodeSpans rejects, checked in its order would not matter: any
-	// failure hands the message to it.
-	if attrs+outer > sc.lim.MaxAttributesPerSpan || events > sc.lim.MaxEventsPerSpan || links > sc.lim.MaxLinksPerSpan ||
-		len(trace) != 16 || isZero(trace) || isZero(id) ||
+	if events > sc.lim.MaxEventsPerSpan || links > sc.lim.MaxLinksPerSpan ||
+		isZero(trace) || isZero(id) ||
 		start == 0 || end == 0 || !sc.inWindow(start) || !sc.inWindow(end) || end < start {
-		return errScanFallback
+		return 0, false
 	}
 	row.TraceID = sc.traceHex(trace)
 	row.StartTime = time.Unix(0, int64(start)).UTC()
-	row.OperationName = op
-	row.AgentID = agent
-	if agent == "" {
-		row.AgentID = resAgent
+	row.OperationName = fields.op
+	row.AgentID = fields.agent
+	row.InputTokens, row.OutputTokens = fields.tok[tokPrompt], fields.tok[tokCompletion]
+	if fields.haveTok[tokInput] {
+		row.InputTokens = fields.tok[tokInput]
 	}
-	row.InputTokens, row.OutputTokens = tok[tokPrompt], tok[tokCompletion]
-	if haveTok[tokInput] {
-		row.InputTokens = tok[tokInput]
+	if fields.haveTok[tokOutput] {
+		row.OutputTokens = fields.tok[tokOutput]
 	}
-	if haveTok[tokOutput] {
-		row.OutputTokens = tok[tokOutput]
-	}
-	row.TenantID = sc.opts.UnknownTenant
-	for j := range sc.tenant {
-		if t := sc.tenant[j]; t != "" {
-			row.TenantID = t
-			break
-		}
-		if t := sc.res[j]; t != "" {
-			row.TenantID = t
+	first := len(sc.tenant)
+	for j, t := range sc.tenant {
+		if t != "" {
+			first, row.TenantID = j, t
 			break
 		}
 	}
-	return nil
+	sc.firstKey = append(sc.firstKey, first)
+	return attrs, true
 }
 
 // spanAttribute checks one span attribute and reads it when the scanner
 // needs it.
-func (sc *spanScanner) spanAttribute(b []byte, s, e int, agent, op *string, tok *[4]uint64, haveTok *[4]bool) error {
-	k, v, err := sc.keyValue(b, s, e)
-	if err != nil || !sc.wanted(k) {
-		return err
+func (sc *spanScanner) spanAttribute(b []byte, s, e int, out *spanFields) bool {
+	var kv keyVal
+	if !sc.keyValue(b, s, e, &kv) {
+		return false
+	}
+	k, v, ok := kv.k, kv.v, true
+	if !sc.wanted(k) {
+		return true
 	}
 	if j := sc.tenantIndex(k); j >= 0 {
-		str, err := sc.str(v)
-		if err != nil {
-			return err
+		if sc.tenant[j], ok = sc.str(v); !ok {
+			return false
 		}
-		sc.tenant[j] = str
 	}
 	switch string(k) {
 	case event.KeyOperationName:
-		*op, err = sc.str(v)
+		out.op, ok = sc.str(v)
 	case event.KeyAgentID:
-		*agent, err = sc.str(v)
+		out.agent, ok = sc.str(v)
 	default:
 		if t := tokenKey(k); t >= 0 {
-			if n, ok := tokens(v); ok {
-				tok[t], haveTok[t] = n, true
+			if n, isCount := tokens(v); isCount {
+				out.tok[t], out.haveTok[t] = n, true
 			}
 		}
 	}
-	return err
+	return ok
+}
+
+// status checks a span's Status: its message is stored.
+func (sc *spanScanner) status(b []byte, s, e int) bool {
+	for pos := s; pos < e; {
+		f, after, ok := next(b, pos, e)
+		if !ok {
+			return false
+		}
+		pos = after
+		switch f.num {
+		case 2:
+			ok = f.typ == wtLen && sc.checkStr(b[f.s:f.e])
+		case 3:
+			ok = f.typ == wtVarint
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // event checks a span event: its time in the window, its name, its
 // attributes (at most MaxAttributesPerSpan).
-func (sc *spanScanner) event(b []byte, s, e int) error {
+func (sc *spanScanner) event(b []byte, s, e int) bool {
 	var ts uint64
 	attrs := 0
 	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return err
+		f, after, ok := next(b, pos, e)
+		if !ok {
+			return false
 		}
-		switch {
-		case f.num == 1 && f.typ == 1:
+		pos = after
+		switch f.num {
+		case 1:
 			ts = f.v
-		case f.num == 2 && f.typ == 2:
-			err = sc.checkStr(b[f.s:f.e])
-		case f.num == 3 && f.typ == 2:
+			ok = f.typ == wtI64
+		case 2:
+			ok = f.typ == wtLen && sc.checkStr(b[f.s:f.e])
+		case 3:
 			attrs++
-			err = sc.attribute(b, f.s, f.e)
-		case f.num <= 3:
-			err = errScanFallback
+			ok = f.typ == wtLen && sc.attribute(b, f.s, f.e)
+		case 4:
+			ok = f.typ == wtVarint
 		}
-		if err != nil {
-			return err
+		if !ok {
+			return false
 		}
 	}
-	if !sc.inWindow(ts) || attrs > sc.lim.MaxAttributesPerSpan {
-		return errScanFallback
-	}
-	return nil
+	return sc.inWindow(ts) && attrs <= sc.lim.MaxAttributesPerSpan
 }
 
 // link checks a span link: its ids set, its trace state, its attributes.
-func (sc *spanScanner) link(b []byte, s, e int) error {
+func (sc *spanScanner) link(b []byte, s, e int) bool {
 	var trace, id []byte
 	attrs := 0
 	for pos := s; pos < e; {
-		f, err := next(b, &pos, e)
-		if err != nil {
-			return err
+		f, after, ok := next(b, pos, e)
+		if !ok {
+			return false
 		}
-		if f.num <= 4 && f.typ != 2 {
-			return errScanFallback
-		}
+		pos = after
 		switch f.num {
 		case 1:
 			trace = b[f.s:f.e]
+			ok = f.typ == wtLen && len(trace) == 16
 		case 2:
 			id = b[f.s:f.e]
+			ok = f.typ == wtLen && len(id) == 8
 		case 3:
-			err = sc.checkStr(b[f.s:f.e])
+			ok = f.typ == wtLen && sc.checkStr(b[f.s:f.e])
 		case 4:
 			attrs++
-			err = sc.attribute(b, f.s, f.e)
+			ok = f.typ == wtLen && sc.attribute(b, f.s, f.e)
+		case 5:
+			ok = f.typ == wtVarint
+		case 6:
+			ok = f.typ == wtI32
 		}
-		if err != nil {
-			return err
+		if !ok {
+			return false
 		}
 	}
-	if isZero(trace) || isZero(id) || attrs > sc.lim.MaxAttributesPerSpan {
-		return errScanFallback
-	}
-	return nil
+	return !isZero(trace) && !isZero(id) && attrs <= sc.lim.MaxAttributesPerSpan
 }
 
 func (sc *spanScanner) inWindow(ns uint64) bool { return ns >= sc.minNs && ns <= sc.maxNs }
