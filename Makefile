@@ -46,11 +46,12 @@ test-race: deps
 ## fuzz: each fuzz target briefly (FUZZTIME=20s by default)
 FUZZTIME ?= 20s
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./internal/event/ | grep ^Fuzz); do \
-	  echo "fuzz $$t for $(FUZZTIME)"; \
-	  if out=$$($(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./internal/event/ 2>&1); then \
-	    echo "$$out" | tail -3; \
-	  else echo "$$out"; exit 1; fi; done
+	@for p in ./internal/event/ ./internal/detect/; do \
+	  for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
+	    echo "fuzz $$p $$t for $(FUZZTIME)"; \
+	    if out=$$($(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$p 2>&1); then \
+	      echo "$$out" | tail -3; \
+	    else echo "$$out"; exit 1; fi; done; done
 
 ## clickhouse: an embedded ClickHouse server in the foreground (native :9000, HTTP :8123)
 clickhouse:

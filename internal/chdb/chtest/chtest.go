@@ -45,6 +45,12 @@ func Main(m interface{ Run() int }) {
 
 func run(m interface{ Run() int }) int {
 	ctx := context.Background()
+	if fuzzWorker() {
+		// A fuzz worker runs fuzz inputs only, never a test that needs
+		// the server: starting one per worker would take most of a short
+		// fuzzing run.
+		return m.Run()
+	}
 	if addr := os.Getenv("AGENTAUDIT_TEST_CLICKHOUSE"); addr != "" {
 		shared.addr = addr
 	} else {
@@ -76,6 +82,17 @@ func run(m interface{ Run() int }) int {
 	shared.version = v
 	fmt.Printf("clickhouse: server version %s at %s\n", v, shared.addr)
 	return m.Run()
+}
+
+// fuzzWorker reports whether this process is a fuzzing worker (go test
+// -fuzz starts them with -test.fuzzworker).
+func fuzzWorker() bool {
+	for _, a := range os.Args[1:] {
+		if a == "-test.fuzzworker" || strings.HasPrefix(a, "-test.fuzzworker=") {
+			return true
+		}
+	}
+	return false
 }
 
 // StartChild starts a server in a child process (this test binary in server
