@@ -271,11 +271,11 @@ func DecodeAuditEvent(data []byte, opts EventOptions) (AuditEvent, error) {
 }
 
 // auditScratch is space for the references to the attributes and scopes
-// of one decode, kept (grown) for the next: the event's strings are copied
-// out of the arena, not these.
+// of one decode, kept (grown) for the next: offsets only, so a pooled
+// scratch keeps no event's memory alive.
 type auditScratch struct {
-	attrs  []strRef
-	scopes [2][]strRef
+	attrs  []attrRef
+	scopes [2][]span
 }
 
 // decodeAuditEvent decodes data with scratch's space.
@@ -287,8 +287,12 @@ func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (Au
 	if !utf8.Valid(data) {
 		return AuditEvent{}, newError(ReasonInvalidUTF8, "message is not valid UTF-8")
 	}
-	p := auditParser{data: data, arena: make([]byte, 0, len(data)), attrs: scratch.attrs[:0],
-		scopes: [2][]strRef{scratch.scopes[0][:0], scratch.scopes[1][:0]}}
+	// The parser's own copy: the event's strings are views of it, never
+	// of data, which the caller may reuse.
+	own := make([]byte, len(data))
+	copy(own, data)
+	p := auditParser{data: own, attrs: scratch.attrs[:0],
+		scopes: [2][]span{scratch.scopes[0][:0], scratch.scopes[1][:0]}}
 	defer func() {
 		scratch.attrs, scratch.scopes[0], scratch.scopes[1] = p.attrs[:0], p.scopes[0][:0], p.scopes[1][:0]
 	}()

@@ -15,7 +15,8 @@ import (
 
 // The built-in audit event validator: one pass over the JSON that checks
 // syntax and exactly the constraints of schema/audit_event.v1.schema.json,
-// decoding strings into one arena that becomes a single Go string.
+// decoding strings in place in one copy of the message, which becomes the
+// memory of all the event's strings.
 //
 // Errors are ranked as the reference (encoding/json, then the JSON Schema
 // library) ranks them: a syntax error anywhere is invalid_json even after a
@@ -74,70 +75,93 @@ const requiredEventFields = 1<<fEventID | 1<<fTS | 1<<fTenantID | 1<<fAgentID |
 // the same documents.
 const maxJSONDepth = 10000
 
+// eventField returns the property whose name is k, or -1: a switch on
+// the length and a byte or two picks the only candidate, one compare
+// confirms it.
 func eventField(k []byte) int {
-	switch string(k) {
-	case "event_id":
-		return fEventID
-	case "ts":
-		return fTS
-	case "tenant_id":
-		return fTenantID
-	case "agent_id":
-		return fAgentID
-	case "parent_identity":
-		return fParentIdentity
-	case "token_id":
-		return fTokenID
-	case "token_type":
-		return fTokenType
-	case "delegation_scope":
-		return fDelegationScope
-	case "required_scopes":
-		return fRequiredScopes
-	case "tool_name":
-		return fToolName
-	case "tool_params_hash":
-		return fToolParamsHash
-	case "resource":
-		return fResource
-	case "resource_tenant_id":
-		return fResourceTenantID
-	case "policy_decision":
-		return fPolicyDecision
-	case "trace_id":
-		return fTraceID
-	case "span_id":
-		return fSpanID
-	case "attributes":
-		return fAttributes
-	case "schema_version":
-		return fSchemaVersion
+	f := -1
+	switch len(k) {
+	case 2:
+		f = fTS
+	case 7:
+		f = fSpanID
+	case 8:
+		switch k[0] {
+		case 'e':
+			f = fEventID
+		case 'a':
+			f = fAgentID
+		case 'r':
+			f = fResource
+		case 't':
+			f = fTokenID
+			if k[1] == 'r' {
+				f = fTraceID
+			}
+		}
+	case 9:
+		f = fTenantID
+		if k[1] == 'o' {
+			f = fToolName
+		}
+	case 10:
+		f = fTokenType
+		if k[0] == 'a' {
+			f = fAttributes
+		}
+	case 14:
+		f = fSchemaVersion
+	case 15:
+		switch k[0] {
+		case 'r':
+			f = fRequiredScopes
+		case 'p':
+			f = fParentIdentity
+			if k[1] == 'o' {
+				f = fPolicyDecision
+			}
+		}
+	case 16:
+		f = fDelegationScope
+		if k[0] == 't' {
+			f = fToolParamsHash
+		}
+	case 18:
+		f = fResourceTenantID
 	}
-	return -1
+	if f < 0 || string(k) != eventFieldNames[f] {
+		return -1
+	}
+	return f
 }
 
-// strRef is a decoded string in the arena; for attributes, key and value.
-type strRef struct {
-	off, end     int32
-	voff, vend   int32
-	constant     string // value when it is not in the arena
-	haveConstant bool
-}
+// span is a decoded string: data[off:end].
+type span struct{ off, end int32 }
 
+// attrRef is an attribute: its key, and its value or, for a boolean,
+// voff attrTrue or attrFalse.
+type attrRef struct{ koff, kend, voff, vend int32 }
+
+const (
+	attrTrue  = -1
+	attrFalse = -2
+)
+
+// auditParser parses one message in data, a copy of it that it owns:
+// strings are decoded in place (an escape is never shorter than what it
+// decodes to, so the decoded bytes of a string fit where its text was and
+// never reach past it), and the event's strings are views of data — one
+// allocation for all of them, none copied. Nothing writes data after the
+// parse, so data can be the memory of those strings.
 type auditParser struct {
 	data  []byte
 	pos   int
-	arena []byte
 	depth int
 
-	seen      uint32
-	fields    [numEventFields]strRef
-	scopes    [2][]strRef
-	attrs     []strRef
-	eventID   uuid.UUID
-	ts        time.Time
-	tokenType string
-	decision  string
+	seen   uint32
+	ev     AuditEvent // its strings set as the fields are parsed
+	scopes [2][]span
+	attrs  []attrRef
 
 	isObject  bool
 	violation string // the first schema violation, "pointer: message"
@@ -157,7 +181,23 @@ func (p *auditParser) violate(ptr, msg string) {
 	}
 }
 
+// str returns the string data[off:end] of s, without a copy.
+func (p *auditParser) str(s span) string {
+	if s.end == s.off {
+		return ""
+	}
+	return unsafe.String(&p.data[s.off], int(s.end-s.off))
+}
+
+// ws skips whitespace; compact JSON has none, which the first compare sees.
 func (p *auditParser) ws() {
+	if p.pos < len(p.data) && p.data[p.pos] > ' ' {
+		return
+	}
+	p.wsSlow()
+}
+
+func (p *auditParser) wsSlow() {
 	for p.pos < len(p.data) {
 		switch p.data[p.pos] {
 		case ' ', '\t', '\n', '\r':
@@ -218,27 +258,30 @@ func (p *auditParser) object() *Error {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return p.syntax("want a property name")
 		}
-		koff := len(p.arena)
-		if err := p.str(); err != nil {
+		k, err := p.string()
+		if err != nil {
 			return err
 		}
-		f := eventField(p.arena[koff:])
+		key := p.data[k.off:k.end]
+		f := eventField(key)
 		if f < 0 {
-			p.violate("", "property "+quote(string(p.arena[koff:]))+" is not allowed")
+			p.violate("", "property "+quote(string(key))+" is not allowed")
 		} else if p.seen&(1<<f) != 0 && p.dupKey == "" {
 			p.dupKey = eventFieldNames[f]
 		}
-		p.arena = p.arena[:koff]
-		p.ws()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-			return p.syntax("want ':'")
+		if p.pos < len(p.data) && p.data[p.pos] == ':' {
+			p.pos++ // the compact form: no whitespace around ':'
+		} else {
+			p.ws()
+			if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+				return p.syntax("want ':'")
+			}
+			p.pos++
 		}
-		p.pos++
 		p.ws()
 		if p.pos >= len(p.data) {
 			return p.syntax("unexpected end of input")
 		}
-		var err *Error
 		if f < 0 {
 			err = p.skip()
 		} else {
@@ -290,93 +333,135 @@ func (p *auditParser) field(f int) *Error {
 		}
 		return nil
 	}
-	off := len(p.arena)
-	if err := p.str(); err != nil {
+	r, err := p.string()
+	if err != nil {
 		return err
 	}
-	s := p.arena[off:]
-	p.fields[f] = strRef{off: int32(off), end: int32(len(p.arena))}
+	s := p.data[r.off:r.end]
 	switch f {
 	case fEventID:
 		id, ok := parseUUID(s)
 		if !ok {
 			p.violate(ptr, "must be a uuid")
 		}
-		p.eventID = id
-		p.arena = p.arena[:off]
+		p.ev.EventID = id
 	case fTS:
 		t, ok := parseDateTime(s)
 		if !ok {
 			p.violate(ptr, "must be an RFC 3339 date-time")
 		}
-		p.ts = t
-		p.arena = p.arena[:off]
-	case fTenantID, fAgentID, fTokenID, fToolName:
+		p.ev.TS = t
+	case fTenantID:
 		p.checkLength(ptr, s, 1, 256)
+		p.ev.TenantID = p.str(r)
+	case fAgentID:
+		p.checkLength(ptr, s, 1, 256)
+		p.ev.AgentID = p.str(r)
+	case fTokenID:
+		p.checkLength(ptr, s, 1, 256)
+		p.ev.TokenID = p.str(r)
+	case fToolName:
+		p.checkLength(ptr, s, 1, 256)
+		p.ev.ToolName = p.str(r)
 	case fParentIdentity:
 		p.checkLength(ptr, s, 0, 512)
+		p.ev.ParentIdentity = p.str(r)
 	case fResource:
 		p.checkLength(ptr, s, 0, 2048)
+		p.ev.Resource = p.str(r)
 	case fResourceTenantID:
 		p.checkLength(ptr, s, 0, 256)
+		p.ev.ResourceTenantID = p.str(r)
 	case fToolParamsHash:
 		if len(s) != 64 || !isLowerHex(s) {
 			p.violate(ptr, "must be 64 lower-case hex digits")
 		}
+		p.ev.ToolParamsHash = p.str(r)
 	case fTraceID:
 		if len(s) != 0 && (len(s) != 32 || !isLowerHex(s)) {
 			p.violate(ptr, "must be empty or 32 lower-case hex digits")
 		}
+		p.ev.TraceID = p.str(r)
 	case fSpanID:
 		if len(s) != 0 && (len(s) != 16 || !isLowerHex(s)) {
 			p.violate(ptr, "must be empty or 16 lower-case hex digits")
 		}
+		p.ev.SpanID = p.str(r)
 	case fTokenType:
 		switch string(s) {
 		case "session":
-			p.tokenType = "session"
+			p.ev.TokenType = "session"
 		case "oauth":
-			p.tokenType = "oauth"
+			p.ev.TokenType = "oauth"
 		case "m2m":
-			p.tokenType = "m2m"
+			p.ev.TokenType = "m2m"
 		case "api_key":
-			p.tokenType = "api_key"
+			p.ev.TokenType = "api_key"
 		default:
 			p.violate(ptr, "must be one of session, oauth, m2m, api_key")
 		}
-		p.arena = p.arena[:off]
 	case fPolicyDecision:
 		switch string(s) {
 		case "allow":
-			p.decision = "allow"
+			p.ev.PolicyDecision = "allow"
 		case "deny":
-			p.decision = "deny"
+			p.ev.PolicyDecision = "deny"
 		default:
 			p.violate(ptr, "must be one of allow, deny")
 		}
-		p.arena = p.arena[:off]
 	case fSchemaVersion:
 		if string(s) != SchemaVersion1 {
 			p.violate(ptr, `must be "1"`)
 		}
-		p.arena = p.arena[:off]
 	}
 	return nil
 }
 
+// checkLength checks that s has between min and max characters. min is 0
+// or 1, so a byte length in [min, max] proves it without counting.
 func (p *auditParser) checkLength(ptr string, s []byte, min, max int) {
+	if len(s) >= min && len(s) <= max {
+		return
+	}
 	if n := utf8.RuneCount(s); n < min || n > max {
 		p.violate(ptr, "length must be between "+strconv.Itoa(min)+" and "+strconv.Itoa(max)+" characters")
 	}
 }
 
+// isLowerHex reports whether s holds only the bytes 0-9 and a-f; eight at
+// a time, then one at a time.
 func isLowerHex(s []byte) bool {
+	for len(s) >= 8 {
+		if !isLowerHex8(binary.LittleEndian.Uint64(s)) {
+			return false
+		}
+		s = s[8:]
+	}
 	for _, c := range s {
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}
 	return true
+}
+
+// isLowerHex8 reports whether each byte of x is one of 0-9 a-f. For a
+// byte b below 0x80, b+(0x80-lo) has its high bit set exactly when b >= lo
+// and no carry leaves the byte, so each range test is two additions.
+func isLowerHex8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	if x&highs != 0 {
+		return false
+	}
+	digit := (x + ones*(0x80-'0')) &^ (x + ones*(0x80-'9'-1))
+	af := (x + ones*(0x80-'a')) &^ (x + ones*(0x80-'f'-1))
+	return (digit|af)&highs == highs
+}
+
+// countsAtMost reports whether s has at most max characters (without
+// counting when the bytes alone prove it).
+func countsAtMost(s []byte, max int) bool {
+	return len(s) <= max || utf8.RuneCount(s) <= max
 }
 
 func (p *auditParser) scopeArray(f int) *Error {
@@ -407,14 +492,14 @@ func (p *auditParser) scopeArray(f int) *Error {
 			p.violate(ptr, "must have at most 256 items")
 		}
 		if p.data[p.pos] == '"' {
-			off := len(p.arena)
-			if err := p.str(); err != nil {
+			r, err := p.string()
+			if err != nil {
 				return err
 			}
-			if c := utf8.RuneCount(p.arena[off:]); c < 1 || c > 256 {
+			if r.end == r.off || !countsAtMost(p.data[r.off:r.end], 256) {
 				p.violate(ptr+"/"+strconv.Itoa(n), "length must be between 1 and 256 characters")
 			}
-			p.scopes[i] = append(p.scopes[i], strRef{off: int32(off), end: int32(len(p.arena))})
+			p.scopes[i] = append(p.scopes[i], r)
 		} else {
 			if err := p.skip(); err != nil {
 				return err
@@ -464,50 +549,53 @@ func (p *auditParser) attributes() *Error {
 		if n == maxSchemaAttributes {
 			p.violate(ptr, "must have at most 128 properties")
 		}
-		koff := len(p.arena)
-		if err := p.str(); err != nil {
+		k, err := p.string()
+		if err != nil {
 			return err
 		}
-		kend := len(p.arena)
-		if utf8.RuneCount(p.arena[koff:kend]) > 256 {
+		if !countsAtMost(p.data[k.off:k.end], 256) {
 			p.violate(ptr, "property name longer than 256 characters")
 		}
-		p.ws()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-			return p.syntax("want ':'")
+		if p.pos < len(p.data) && p.data[p.pos] == ':' {
+			p.pos++
+		} else {
+			p.ws()
+			if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+				return p.syntax("want ':'")
+			}
+			p.pos++
 		}
-		p.pos++
 		p.ws()
 		if p.pos >= len(p.data) {
 			return p.syntax("unexpected end of input")
 		}
-		ref := strRef{off: int32(koff), end: int32(kend)}
+		ref := attrRef{koff: k.off, kend: k.end}
 		switch c := p.data[p.pos]; {
 		case c == '"':
-			if err := p.str(); err != nil {
+			v, err := p.string()
+			if err != nil {
 				return err
 			}
-			ref.voff, ref.vend = int32(kend), int32(len(p.arena))
+			ref.voff, ref.vend = v.off, v.end
 		case c == '-' || (c >= '0' && c <= '9'):
 			start := p.pos
 			if err := p.number(); err != nil {
 				return err
 			}
-			p.arena = append(p.arena, p.data[start:p.pos]...)
-			ref.voff, ref.vend = int32(kend), int32(len(p.arena))
+			ref.voff, ref.vend = int32(start), int32(p.pos)
 		case c == 't' || c == 'f':
 			if err := p.skip(); err != nil {
 				return err
 			}
-			ref.constant, ref.haveConstant = "true", true
+			ref.voff = attrTrue
 			if c == 'f' {
-				ref.constant = "false"
+				ref.voff = attrFalse
 			}
 		default:
 			if err := p.skip(); err != nil {
 				return err
 			}
-			p.violate(ptr+"/"+pointerToken(string(p.arena[koff:kend])), "must be a string, number or boolean")
+			p.violate(ptr+"/"+pointerToken(string(p.data[k.off:k.end])), "must be a string, number or boolean")
 		}
 		p.attrs = append(p.attrs, ref)
 		p.ws()
@@ -535,39 +623,20 @@ func pointerToken(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// event builds the AuditEvent from the arena: one string allocation for
-// all string fields.
+// event completes the AuditEvent with the scopes and attributes, whose
+// strings, like the others, are views of data.
 func (p *auditParser) event() (AuditEvent, *Error) {
-	// The strings of the event share one copy of the arena: p is dropped
-	// after this, so the arena is never written again and can be that copy.
-	all := unsafe.String(unsafe.SliceData(p.arena), len(p.arena))
-	get := func(r strRef) string { return all[r.off:r.end] }
-	ev := AuditEvent{
-		EventID:          p.eventID,
-		TS:               p.ts,
-		TenantID:         get(p.fields[fTenantID]),
-		AgentID:          get(p.fields[fAgentID]),
-		ParentIdentity:   get(p.fields[fParentIdentity]),
-		TokenID:          get(p.fields[fTokenID]),
-		TokenType:        p.tokenType,
-		ToolName:         get(p.fields[fToolName]),
-		ToolParamsHash:   get(p.fields[fToolParamsHash]),
-		Resource:         get(p.fields[fResource]),
-		ResourceTenantID: get(p.fields[fResourceTenantID]),
-		PolicyDecision:   p.decision,
-		TraceID:          get(p.fields[fTraceID]),
-		SpanID:           get(p.fields[fSpanID]),
-		SchemaVersion:    SchemaVersion1,
-	}
+	ev := p.ev
+	ev.SchemaVersion = SchemaVersion1
 	// Both scope lists in one allocation; each is capped at its length,
 	// so appending to one never writes into the other.
 	if n0, n1 := len(p.scopes[0]), len(p.scopes[1]); n0+n1 > 0 {
 		out := make([]string, n0+n1)
 		for j, r := range p.scopes[0] {
-			out[j] = get(r)
+			out[j] = p.str(r)
 		}
 		for j, r := range p.scopes[1] {
-			out[n0+j] = get(r)
+			out[n0+j] = p.str(r)
 		}
 		if n0 > 0 {
 			ev.DelegationScope = out[:n0:n0]
@@ -578,112 +647,151 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 	}
 	if len(p.attrs) > 0 {
 		m := make(map[string]string, len(p.attrs))
-		for _, r := range p.attrs {
-			v := r.constant
-			if !r.haveConstant {
-				v = all[r.voff:r.vend]
+		for i, r := range p.attrs {
+			var v string
+			switch r.voff {
+			case attrTrue:
+				v = "true"
+			case attrFalse:
+				v = "false"
+			default:
+				v = p.str(span{r.voff, r.vend})
 			}
-			k := get(r)
-			if _, dup := m[k]; dup {
+			k := p.str(span{r.koff, r.kend})
+			// A new key grows the map by one: no separate lookup.
+			if m[k] = v; len(m) != i+1 {
 				return AuditEvent{}, &Error{Reason: ReasonInvalidJSON, Err: fmt.Errorf("%w %s in /attributes", errDuplicateKey, quote(k))}
 			}
-			m[k] = v
 		}
 		ev.Attributes = m
 	}
 	return ev, nil
 }
 
-// str decodes the JSON string at p.pos (a '"') and appends it to the arena.
-func (p *auditParser) str() *Error {
-	p.pos++
-	start := p.pos
+// string decodes the JSON string at p.pos (a '"') in place and returns
+// where its decoded bytes are. A string without escapes is the bytes
+// between its quotes, found eight bytes at a time.
+func (p *auditParser) string() (span, *Error) {
 	d := p.data
+	i := p.pos + 1
+	start := i
 	for {
 		// Skip plain bytes eight at a time: stop at a word holding a quote,
 		// a backslash or a control character (or a false positive next to
 		// one), which the byte loop below then handles.
 		const ones, highs = 0x0101010101010101, 0x8080808080808080
-		for p.pos+8 <= len(d) {
-			x := binary.LittleEndian.Uint64(d[p.pos:])
+		for i+8 <= len(d) {
+			x := binary.LittleEndian.Uint64(d[i:])
 			q, b := x^(ones*'"'), x^(ones*'\\')
 			if ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&highs != 0 {
 				break
 			}
-			p.pos += 8
+			i += 8
 		}
-		for p.pos < len(d) && d[p.pos] != '"' && d[p.pos] != '\\' && d[p.pos] >= 0x20 {
-			p.pos++
+		for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
+			i++
 		}
-		if p.pos >= len(d) {
-			return p.syntax("unterminated string")
+		if i >= len(d) {
+			p.pos = i
+			return span{}, p.syntax("unterminated string")
 		}
-		switch d[p.pos] {
+		switch d[i] {
 		case '"':
-			p.arena = append(p.arena, d[start:p.pos]...)
-			p.pos++
-			return nil
+			p.pos = i + 1
+			return span{int32(start), int32(i)}, nil
 		case '\\':
-			p.arena = append(p.arena, d[start:p.pos]...)
-			if err := p.escape(); err != nil {
-				return err
-			}
-			start = p.pos
+			p.pos = i
+			return p.escapedString(start)
 		default:
-			return p.syntax("control character in string")
+			p.pos = i
+			return span{}, p.syntax("control character in string")
 		}
 	}
 }
 
-// escape decodes the escape sequence at p.pos (a '\\').
-func (p *auditParser) escape() *Error {
-	if p.pos+1 >= len(p.data) {
-		return p.syntax("unterminated string")
+// escapedString goes on decoding the string that starts at start, from
+// its first escape at p.pos; the decoded bytes are written from p.pos on.
+func (p *auditParser) escapedString(start int) (span, *Error) {
+	d := p.data
+	w := p.pos
+	for {
+		// d[p.pos] is a backslash.
+		var err *Error
+		if w, err = p.escape(w); err != nil {
+			return span{}, err
+		}
+		i := p.pos
+		for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
+			i++
+		}
+		w += copy(d[w:], d[p.pos:i])
+		p.pos = i
+		if i >= len(d) {
+			return span{}, p.syntax("unterminated string")
+		}
+		switch d[i] {
+		case '"':
+			p.pos = i + 1
+			return span{int32(start), int32(w)}, nil
+		case '\\':
+		default:
+			return span{}, p.syntax("control character in string")
+		}
 	}
-	c := p.data[p.pos+1]
+}
+
+// escape decodes the escape sequence at p.pos (a '\\'), writes it at
+// data[w:] (w <= p.pos) and returns the position after it.
+func (p *auditParser) escape(w int) (int, *Error) {
+	d := p.data
+	if p.pos+1 >= len(d) {
+		return w, p.syntax("unterminated string")
+	}
+	c := d[p.pos+1]
 	p.pos += 2
 	switch c {
 	case '"', '\\', '/':
-		p.arena = append(p.arena, c)
+		d[w] = c
 	case 'b':
-		p.arena = append(p.arena, '\b')
+		d[w] = '\b'
 	case 'f':
-		p.arena = append(p.arena, '\f')
+		d[w] = '\f'
 	case 'n':
-		p.arena = append(p.arena, '\n')
+		d[w] = '\n'
 	case 'r':
-		p.arena = append(p.arena, '\r')
+		d[w] = '\r'
 	case 't':
-		p.arena = append(p.arena, '\t')
+		d[w] = '\t'
 	case 'u':
 		r, ok := p.hex4()
 		if !ok {
-			return p.syntax("invalid \\u escape")
+			return w, p.syntax("invalid \\u escape")
 		}
 		if r >= 0xD800 && r < 0xDC00 {
 			// A high surrogate must be followed by an escaped low one.
-			if p.pos+1 < len(p.data) && p.data[p.pos] == '\\' && p.data[p.pos+1] == 'u' {
+			if p.pos+1 < len(d) && d[p.pos] == '\\' && d[p.pos+1] == 'u' {
 				p.pos += 2
 				r2, ok := p.hex4()
 				if !ok {
-					return p.syntax("invalid \\u escape")
+					return w, p.syntax("invalid \\u escape")
 				}
 				if r2 >= 0xDC00 && r2 < 0xE000 {
-					p.arena = utf8.AppendRune(p.arena, 0x10000+(r-0xD800)<<10+(r2-0xDC00))
-					return nil
+					// 12 bytes of escapes, 4 of UTF-8.
+					return w + utf8.EncodeRune(d[w:], 0x10000+(r-0xD800)<<10+(r2-0xDC00)), nil
 				}
 			}
-			return &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
+			return w, &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
 		}
 		if r >= 0xDC00 && r < 0xE000 {
-			return &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
+			return w, &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
 		}
-		p.arena = utf8.AppendRune(p.arena, r)
+		// 6 bytes of escape, at most 3 of UTF-8.
+		return w + utf8.EncodeRune(d[w:], r), nil
 	default:
 		p.pos--
-		return p.syntax("invalid escape")
+		return w, p.syntax("invalid escape")
 	}
-	return nil
+	return w + 1, nil
 }
 
 func (p *auditParser) hex4() (rune, bool) {
@@ -760,9 +868,7 @@ func (p *auditParser) skip() *Error {
 	}
 	switch c := p.data[p.pos]; {
 	case c == '"':
-		off := len(p.arena)
-		err := p.str()
-		p.arena = p.arena[:off]
+		_, err := p.string()
 		return err
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number()

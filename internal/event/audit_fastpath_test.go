@@ -1,0 +1,183 @@
+package event
+
+import (
+	"bytes"
+	"encoding/binary"
+	"reflect"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// The fast paths of the audit decoder, each with the inputs that must
+// fall off it.
+
+func TestEventFieldNamesAndNearMisses(t *testing.T) {
+	for f, name := range eventFieldNames {
+		if got := eventField([]byte(name)); got != f {
+			t.Errorf("eventField(%q) = %d, want %d", name, got, f)
+		}
+		// Same length and first byte as a real name (what the dispatch
+		// looks at), one byte off: the confirming compare rejects it.
+		for i := range len(name) {
+			k := []byte(name)
+			k[i] ^= 0x20
+			if got := eventField(k); got >= 0 {
+				t.Errorf("eventField(%q) = %d, want -1", k, got)
+			}
+		}
+		for _, k := range []string{name[:len(name)-1], name + "x", "x" + name[1:], strings.ToUpper(name)} {
+			if got := eventField([]byte(k)); got >= 0 && eventFieldNames[got] != k {
+				t.Errorf("eventField(%q) = %d, want -1", k, got)
+			}
+		}
+	}
+	for _, k := range []string{"", "t", "tsx", "tx", "xxxxxxxx", "tenant_i", "attribute", "tool_params_has"} {
+		if got := eventField([]byte(k)); got >= 0 {
+			t.Errorf("eventField(%q) = %d, want -1", k, got)
+		}
+	}
+}
+
+func naiveLowerHex(s []byte) bool {
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdef", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestIsLowerHexEveryByteEveryPlace puts each of the 256 byte values at
+// each place of a word of hex digits (and of the tail after the words).
+func TestIsLowerHexEveryByteEveryPlace(t *testing.T) {
+	for n := range 20 {
+		for i := range n {
+			for c := range 256 {
+				s := []byte(strings.Repeat("0a9f", 5)[:n])
+				s[i] = byte(c)
+				if got, want := isLowerHex(s), naiveLowerHex(s); got != want {
+					t.Fatalf("isLowerHex(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+	// Neighbours of a bad byte must not hide it (carries, borrows).
+	for a := range 256 {
+		for b := range 256 {
+			x := binary.LittleEndian.Uint64([]byte{'0', byte(a), byte(b), 'f', '9', 'a', byte(b), byte(a)})
+			var w [8]byte
+			binary.LittleEndian.PutUint64(w[:], x)
+			if got, want := isLowerHex8(x), naiveLowerHex(w[:]); got != want {
+				t.Fatalf("isLowerHex8(%q) = %v, want %v", w, got, want)
+			}
+		}
+	}
+}
+
+// TestLengthChecksCountCharacters: the byte-length shortcut decides only
+// when it proves the answer; multi-byte strings longer than the limit in
+// bytes but not in characters are counted.
+func TestLengthChecksCountCharacters(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		field string
+		val   any
+		ok    bool
+	}{
+		{"tenant_id", strings.Repeat("é", 256), true}, // 512 bytes
+		{"tenant_id", strings.Repeat("é", 257), false},
+		{"tenant_id", strings.Repeat("x", 256), true},
+		{"tenant_id", strings.Repeat("x", 257), false},
+		{"tenant_id", "", false},
+		{"parent_identity", "", true},
+		{"parent_identity", strings.Repeat("€", 512), true}, // 1536 bytes
+		{"parent_identity", strings.Repeat("€", 513), false},
+		{"resource", strings.Repeat("😀", 2048), true}, // 8192 bytes
+		{"resource", strings.Repeat("😀", 2049), false},
+		{"delegation_scope", []string{strings.Repeat("é", 256)}, true},
+		{"delegation_scope", []string{strings.Repeat("é", 257)}, false},
+		{"delegation_scope", []string{""}, false},
+		{"attributes", map[string]string{strings.Repeat("é", 256): "v"}, true},
+		{"attributes", map[string]string{strings.Repeat("é", 257): "v"}, false},
+	} {
+		msg := event(func(m map[string]any) { m[tc.field] = tc.val })
+		ev, err := dec.Decode(msg)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s of %d bytes: error %v, want ok=%v", tc.field, len(msg), err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "characters") {
+			t.Errorf("%s: %v, want a length violation", tc.field, err)
+		}
+		if s, isString := tc.val.(string); err == nil && isString {
+			if got := reflect.ValueOf(ev).FieldByNameFunc(func(n string) bool {
+				return strings.EqualFold(n, strings.ReplaceAll(tc.field, "_", ""))
+			}).String(); got != s {
+				t.Errorf("%s decoded as %d bytes, want %d", tc.field, len(got), len(s))
+			}
+		}
+	}
+}
+
+// TestAuditEventOwnsItsMemory: the event's strings stay as decoded when
+// the caller reuses the message's buffer (Kafka clients may), for strings
+// taken as they are and for strings decoded from escapes.
+func TestAuditEventOwnsItsMemory(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range [][]byte{[]byte(fullEvent), escapeAll([]byte(fullEvent)), simAuditEvents(t, 1)[0]} {
+		ev, err := dec.Decode(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := legacyDecodeAuditEvent(msg, dec.opts, new(legacyAuditScratch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range msg {
+			msg[i] = 'X'
+		}
+		if _, err := dec.Decode(msg); err == nil { // reuses the pooled scratch
+			t.Fatal("decoded garbage")
+		}
+		if !reflect.DeepEqual(ev, want) {
+			t.Fatalf("event changed with its message's buffer:\n got  %+v\n want %+v", ev, want)
+		}
+	}
+}
+
+// TestEscapesDecodeInPlace: escapes of every kind, at the start, middle
+// and end of keys and values, one after another and next to plain runs
+// longer than a word — the decoded bytes move left over the escapes.
+func TestEscapesDecodeInPlace(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ json, want string }{
+		{`"\n"`, "\n"},
+		{`"\"\\\/\b\f\n\r\t"`, "\"\\/\b\f\n\r\t"},
+		{`"abcdefghijklmnop\u00e9qrstuvwxyz0123456789"`, "abcdefghijklmnopéqrstuvwxyz0123456789"},
+		{`"\u20ac\u20AC€\ud83d\ude00x\uD83D\uDE00"`, "€€€😀x😀"},
+		{`"0123456789abcdef\t0123456789abcdef\\"`, "0123456789abcdef\t0123456789abcdef\\"},
+		{`"é\u0041é"`, "éAé"},
+	} {
+		msg := event(func(m map[string]any) { delete(m, "tenant_id") })
+		msg = bytes.Replace(msg, []byte(`{`), []byte(`{"tenant_id":`+tc.json+`,"attributes":{`+tc.json+`:`+tc.json+`},`), 1)
+		ev, err := dec.Decode(msg)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.json, err)
+		}
+		if ev.TenantID != tc.want || len(ev.Attributes) != 1 || ev.Attributes[tc.want] != tc.want {
+			t.Errorf("%s: tenant %q attributes %q, want %q", tc.json, ev.TenantID, ev.Attributes, tc.want)
+		}
+		if !utf8.ValidString(ev.TenantID) {
+			t.Errorf("%s: invalid UTF-8", tc.json)
+		}
+	}
+}
