@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -284,7 +285,7 @@ func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (Au
 	if len(data) > lim.MaxMessageBytes {
 		return AuditEvent{}, newError(ReasonMessageTooLarge, "message of "+strconv.Itoa(len(data))+" bytes exceeds limit of "+strconv.Itoa(lim.MaxMessageBytes))
 	}
-	if !utf8.Valid(data) {
+	if !isASCII(data) && !utf8.Valid(data) {
 		return AuditEvent{}, newError(ReasonInvalidUTF8, "message is not valid UTF-8")
 	}
 	// The parser's own copy: the event's strings are views of it, never
@@ -314,4 +315,19 @@ func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (Au
 		return AuditEvent{}, newError(ReasonTooManyAttributes, "/attributes: "+strconv.Itoa(n)+" attributes exceed limit of "+strconv.Itoa(lim.MaxAttributes))
 	}
 	return ev, nil
+}
+
+// isASCII reports whether data holds only bytes below 0x80, 32 at a time:
+// most events do, and then they are valid UTF-8 without decoding a rune.
+func isASCII(data []byte) bool {
+	var acc uint64
+	for len(data) >= 32 {
+		acc |= binary.LittleEndian.Uint64(data) | binary.LittleEndian.Uint64(data[8:]) |
+			binary.LittleEndian.Uint64(data[16:]) | binary.LittleEndian.Uint64(data[24:])
+		data = data[32:]
+	}
+	for _, c := range data {
+		acc |= uint64(c)
+	}
+	return acc&0x8080808080808080 == 0
 }

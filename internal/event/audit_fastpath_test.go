@@ -181,3 +181,41 @@ func TestEscapesDecodeInPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestIsASCIIEveryPlace puts a byte with the high bit at each place of
+// messages of every length around the 32-byte blocks.
+func TestIsASCIIEveryPlace(t *testing.T) {
+	for n := range 100 {
+		s := bytes.Repeat([]byte{0x7f}, n)
+		if !isASCII(s) {
+			t.Fatalf("isASCII(%d × 0x7f) = false", n)
+		}
+		for i := range n {
+			for _, c := range []byte{0x80, 0xc3, 0xff} {
+				s[i] = c
+				if isASCII(s) {
+					t.Fatalf("isASCII with %#x at %d of %d = true", c, i, n)
+				}
+			}
+			s[i] = 0x7f
+		}
+	}
+}
+
+// TestParseUUIDEveryByte puts each byte value at each place of a uuid,
+// against the byte-by-byte parser the decoder had before.
+func TestParseUUIDEveryByte(t *testing.T) {
+	for _, base := range []string{"0b8f6a3e-54c2-4d7e-9a61-2f0c4e8d9b17", "0B8F6A3E-54C2-4D7E-9A61-2F0C4E8D9B17"} {
+		for i := range len(base) {
+			for c := range 256 {
+				s := []byte(base)
+				s[i] = byte(c)
+				got, ok := parseUUID(s)
+				want, wantOK := legacyParseUUID(s)
+				if got != want || ok != wantOK {
+					t.Fatalf("parseUUID(%q) = %v %v, want %v %v", s, got, ok, want, wantOK)
+				}
+			}
+		}
+	}
+}

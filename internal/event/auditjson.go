@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -676,21 +677,24 @@ func (p *auditParser) string() (span, *Error) {
 	i := p.pos + 1
 	start := i
 	for {
-		// Skip plain bytes eight at a time: stop at a word holding a quote,
-		// a backslash or a control character (or a false positive next to
-		// one), which the byte loop below then handles.
+		// Skip plain bytes eight at a time, up to the first quote,
+		// backslash or control character: each test below flags such a
+		// byte, and a borrow can only flag bytes after a flagged one, so
+		// the lowest flag is exact.
 		const ones, highs = 0x0101010101010101, 0x8080808080808080
 		for i+8 <= len(d) {
 			x := binary.LittleEndian.Uint64(d[i:])
 			q, b := x^(ones*'"'), x^(ones*'\\')
-			if ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&highs != 0 {
-				break
+			if m := ((x-ones*0x20)&^x | (q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				goto special
 			}
 			i += 8
 		}
 		for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
 			i++
 		}
+	special:
 		if i >= len(d) {
 			p.pos = i
 			return span{}, p.syntax("unterminated string")
@@ -966,13 +970,11 @@ func parseUUID(s []byte) (uuid.UUID, bool) {
 }
 
 func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
+	if d := c - '0'; d <= 9 {
+		return d, true
+	}
+	if l := c | 0x20 - 'a'; l <= 5 { // c|0x20 maps A-F to a-f only
+		return l + 10, true
 	}
 	return 0, false
 }
