@@ -2,7 +2,6 @@ package event
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -285,18 +284,27 @@ func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (Au
 	if len(data) > lim.MaxMessageBytes {
 		return AuditEvent{}, newError(ReasonMessageTooLarge, "message of "+strconv.Itoa(len(data))+" bytes exceeds limit of "+strconv.Itoa(lim.MaxMessageBytes))
 	}
-	if !isASCII(data) && !utf8.Valid(data) {
-		return AuditEvent{}, newError(ReasonInvalidUTF8, "message is not valid UTF-8")
-	}
 	// The parser's own copy: the event's strings are views of it, never
 	// of data, which the caller may reuse.
 	own := make([]byte, len(data))
 	copy(own, data)
 	p := auditParser{data: own, attrs: scratch.attrs[:0],
 		scopes: [2][]span{scratch.scopes[0][:0], scratch.scopes[1][:0]}}
-	defer func() {
-		scratch.attrs, scratch.scopes[0], scratch.scopes[1] = p.attrs[:0], p.scopes[0][:0], p.scopes[1][:0]
-	}()
+	ev, err := p.decode(opts)
+	scratch.attrs, scratch.scopes[0], scratch.scopes[1] = p.attrs[:0], p.scopes[0][:0], p.scopes[1][:0]
+	// Invalid UTF-8 comes first, whatever else is wrong. The parser saw
+	// every byte: outside strings it admits ASCII only, and it marked
+	// non-ASCII bytes in strings, so an event of ASCII strings needs no
+	// second pass.
+	if (err != nil || p.high&0x8080808080808080 != 0) && !utf8.Valid(data) {
+		return AuditEvent{}, newError(ReasonInvalidUTF8, "message is not valid UTF-8")
+	}
+	return ev, err
+}
+
+// decode parses p.data and checks the event against opts.
+func (p *auditParser) decode(opts EventOptions) (AuditEvent, error) {
+	lim := opts.Limits
 	if err := p.document(); err != nil {
 		return AuditEvent{}, err
 	}
@@ -315,19 +323,4 @@ func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (Au
 		return AuditEvent{}, newError(ReasonTooManyAttributes, "/attributes: "+strconv.Itoa(n)+" attributes exceed limit of "+strconv.Itoa(lim.MaxAttributes))
 	}
 	return ev, nil
-}
-
-// isASCII reports whether data holds only bytes below 0x80, 32 at a time:
-// most events do, and then they are valid UTF-8 without decoding a rune.
-func isASCII(data []byte) bool {
-	var acc uint64
-	for len(data) >= 32 {
-		acc |= binary.LittleEndian.Uint64(data) | binary.LittleEndian.Uint64(data[8:]) |
-			binary.LittleEndian.Uint64(data[16:]) | binary.LittleEndian.Uint64(data[24:])
-		data = data[32:]
-	}
-	for _, c := range data {
-		acc |= uint64(c)
-	}
-	return acc&0x8080808080808080 == 0
 }

@@ -182,26 +182,6 @@ func TestEscapesDecodeInPlace(t *testing.T) {
 	}
 }
 
-// TestIsASCIIEveryPlace puts a byte with the high bit at each place of
-// messages of every length around the 32-byte blocks.
-func TestIsASCIIEveryPlace(t *testing.T) {
-	for n := range 100 {
-		s := bytes.Repeat([]byte{0x7f}, n)
-		if !isASCII(s) {
-			t.Fatalf("isASCII(%d × 0x7f) = false", n)
-		}
-		for i := range n {
-			for _, c := range []byte{0x80, 0xc3, 0xff} {
-				s[i] = c
-				if isASCII(s) {
-					t.Fatalf("isASCII with %#x at %d of %d = true", c, i, n)
-				}
-			}
-			s[i] = 0x7f
-		}
-	}
-}
-
 // TestParseUUIDEveryByte puts each byte value at each place of a uuid,
 // against the byte-by-byte parser the decoder had before.
 func TestParseUUIDEveryByte(t *testing.T) {
@@ -214,6 +194,33 @@ func TestParseUUIDEveryByte(t *testing.T) {
 				want, wantOK := legacyParseUUID(s)
 				if got != want || ok != wantOK {
 					t.Fatalf("parseUUID(%q) = %v %v, want %v %v", s, got, ok, want, wantOK)
+				}
+			}
+		}
+	}
+}
+
+// TestInvalidUTF8AnywhereComesFirst: UTF-8 is checked as the strings are
+// scanned, not in a pass of its own; a byte that breaks it anywhere — in
+// a key, a plain or escaped value, an unknown property, between tokens,
+// after a syntax error — is still invalid_utf8, and valid non-ASCII text
+// in any string is still accepted.
+func TestInvalidUTF8AnywhereComesFirst(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := [][]byte{[]byte(fullEvent), escapeAll([]byte(fullEvent)), simAuditEvents(t, 1)[0],
+		event(func(m map[string]any) { m["tenant_id"], m["attributes"] = "é€😀", map[string]any{"ключ": "值"} })}
+	for _, msg := range valid {
+		if _, err := dec.Decode(msg); err != nil {
+			t.Fatalf("%s: %v", msg, err)
+		}
+		for i := range len(msg) + 1 {
+			for _, bad := range [][]byte{{0xff}, {0x80}, {0xc3}, {0xed, 0xa0, 0x80}} {
+				m := append(append(append([]byte(nil), msg[:i]...), bad...), msg[i:]...)
+				if _, err := dec.Decode(m); mustReason(err) != ReasonInvalidUTF8 {
+					t.Fatalf("%x inserted at %d of %q: %v, want invalid_utf8", bad, i, truncateForLog(msg), err)
 				}
 			}
 		}

@@ -136,7 +136,7 @@ func TestAuditDecoderMatchesLegacyOnDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 	bases := [][]byte{[]byte(fullEvent), simAuditEvents(t, 1)[0], escapeAll(event(nil))}
-	const bytesToTry = "\"\\{}[],: \x00\x1fu0a-.eE+tnZ\xc3"
+	const bytesToTry = "\"\\{}[],: \x00\x1fu0a-.eE+tnZ\xc3\x80\xff"
 	for _, b := range bases {
 		for i := range len(b) {
 			compareWithLegacy(t, dec, b[:i])

@@ -164,6 +164,10 @@ type auditParser struct {
 	scopes [2][]span
 	attrs  []attrRef
 
+	// high has the high bit of a byte set if a string held a non-ASCII
+	// byte (maybe beyond its end): then data needs a UTF-8 check.
+	high uint64
+
 	isObject  bool
 	violation string // the first schema violation, "pointer: message"
 	dupKey    string // the first duplicate top-level key
@@ -671,46 +675,46 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 
 // string decodes the JSON string at p.pos (a '"') in place and returns
 // where its decoded bytes are. A string without escapes is the bytes
-// between its quotes, found eight bytes at a time.
+// between its quotes, found eight bytes at a time. The high bits of the
+// bytes read go to p.high: outside strings the grammar admits only ASCII.
 func (p *auditParser) string() (span, *Error) {
 	d := p.data
 	i := p.pos + 1
 	start := i
-	for {
-		// Skip plain bytes eight at a time, up to the first quote,
-		// backslash or control character: each test below flags such a
-		// byte, and a borrow can only flag bytes after a flagged one, so
-		// the lowest flag is exact.
-		const ones, highs = 0x0101010101010101, 0x8080808080808080
-		for i+8 <= len(d) {
-			x := binary.LittleEndian.Uint64(d[i:])
-			q, b := x^(ones*'"'), x^(ones*'\\')
-			if m := ((x-ones*0x20)&^x | (q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
-				i += bits.TrailingZeros64(m) >> 3
-				goto special
-			}
-			i += 8
+	// Skip plain bytes eight at a time, up to the first quote, backslash
+	// or control character: each test below flags such a byte, and a
+	// borrow can only flag bytes after a flagged one, so the lowest flag
+	// is exact.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	var high uint64
+	for i+8 <= len(d) {
+		x := binary.LittleEndian.Uint64(d[i:])
+		high |= x
+		q, b := x^(ones*'"'), x^(ones*'\\')
+		if m := ((x-ones*0x20)&^x | (q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			goto special
 		}
-		for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
-			i++
-		}
-	special:
-		if i >= len(d) {
-			p.pos = i
-			return span{}, p.syntax("unterminated string")
-		}
-		switch d[i] {
-		case '"':
-			p.pos = i + 1
-			return span{int32(start), int32(i)}, nil
-		case '\\':
-			p.pos = i
-			return p.escapedString(start)
-		default:
-			p.pos = i
-			return span{}, p.syntax("control character in string")
-		}
+		i += 8
 	}
+	for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
+		high |= uint64(d[i])
+		i++
+	}
+special:
+	p.high |= high
+	p.pos = i
+	if i >= len(d) {
+		return span{}, p.syntax("unterminated string")
+	}
+	switch d[i] {
+	case '"':
+		p.pos = i + 1
+		return span{int32(start), int32(i)}, nil
+	case '\\':
+		return p.escapedString(start)
+	}
+	return span{}, p.syntax("control character in string")
 }
 
 // escapedString goes on decoding the string that starts at start, from
@@ -725,9 +729,12 @@ func (p *auditParser) escapedString(start int) (span, *Error) {
 			return span{}, err
 		}
 		i := p.pos
+		var high byte
 		for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
+			high |= d[i]
 			i++
 		}
+		p.high |= uint64(high)
 		w += copy(d[w:], d[p.pos:i])
 		p.pos = i
 		if i >= len(d) {
