@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -211,7 +212,9 @@ func TestInvalidUTF8AnywhereComesFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	valid := [][]byte{[]byte(fullEvent), escapeAll([]byte(fullEvent)), simAuditEvents(t, 1)[0],
-		event(func(m map[string]any) { m["tenant_id"], m["attributes"] = "é€😀", map[string]any{"ключ": "值"} })}
+		event(func(m map[string]any) {
+			m["tenant_id"], m["attributes"] = "é€😀", map[string]any{"ключ": "值"}
+		})}
 	for _, msg := range valid {
 		if _, err := dec.Decode(msg); err != nil {
 			t.Fatalf("%s: %v", msg, err)
@@ -223,6 +226,41 @@ func TestInvalidUTF8AnywhereComesFirst(t *testing.T) {
 					t.Fatalf("%x inserted at %d of %q: %v, want invalid_utf8", bad, i, truncateForLog(msg), err)
 				}
 			}
+		}
+	}
+}
+
+// TestDaysSinceEpochEveryDay checks every day of years 0 to 9999, the
+// range of an RFC 3339 date, against the time package.
+func TestDaysSinceEpochEveryDay(t *testing.T) {
+	first := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	last := time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC).Unix() / 86400
+	for day := first; day <= last; day++ {
+		y, m, d := time.Unix(day*86400, 0).UTC().Date()
+		if got := daysSinceEpoch(y, int(m), d); got != day {
+			t.Fatalf("daysSinceEpoch(%d, %d, %d) = %d, want %d", y, m, d, got, day)
+		}
+	}
+}
+
+// TestParseDateTimeMatchesTimeDate: offsets, fractions and leap seconds at
+// the edges of days, months, years and the calendar, against the parser
+// the decoder had before (time.Date, then the offset subtracted).
+func TestParseDateTimeMatchesTimeDate(t *testing.T) {
+	var cases []string
+	for _, date := range []string{"0000-01-01", "0000-02-29", "0000-03-01", "1969-12-31", "1970-01-01",
+		"2000-02-29", "2024-12-31", "2026-03-14", "9999-12-31"} {
+		for _, tod := range []string{"00:00:00", "23:59:59", "23:59:60", "00:59:60", "12:34:56.789"} {
+			for _, zone := range []string{"Z", "z", "+00:00", "-00:00", "+01:00", "-01:00", "+23:59", "-23:59", "+05:30"} {
+				cases = append(cases, date+"T"+tod+zone)
+			}
+		}
+	}
+	for _, s := range cases {
+		got, ok := parseDateTime([]byte(s))
+		want, wantOK := legacyParseDateTime([]byte(s))
+		if ok != wantOK || got != want {
+			t.Errorf("parseDateTime(%q) = %v %v, want %v %v", s, got, ok, want, wantOK)
 		}
 	}
 }

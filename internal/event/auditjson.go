@@ -1066,8 +1066,25 @@ func parseDateTime(s []byte) (time.Time, bool) {
 			return time.Time{}, false
 		}
 	}
-	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
-	return t.Add(-time.Duration(offset) * time.Minute), true
+	// What time.Date(...).Add(-offset) gives (second 60 rolls over the
+	// same way), without its normalisation and zone work.
+	unix := daysSinceEpoch(y, mo, d)*86400 + int64(h*3600+mi*60+sec-offset*60)
+	return time.Unix(unix, int64(ns)).UTC(), true
+}
+
+// daysSinceEpoch returns the days from 1970-01-01 to the valid date
+// y-m-d of the proleptic Gregorian calendar, years 0 to 9999 (the
+// civil-to-days algorithm of H. Hinnant, with years starting in March).
+func daysSinceEpoch(y, m, d int) int64 {
+	if m <= 2 {
+		y-- // -1 for January and February of year 0
+	}
+	era := (y + 400) / 400 // y >= -1: shifted so the division floors
+	era--
+	yoe := y - era*400 // [0, 399]
+	doy := (153*((m+9)%12)+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era)*146097 + int64(doe) - 719468
 }
 
 func daysIn(month, year int) int {
