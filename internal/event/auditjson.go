@@ -203,14 +203,12 @@ func (p *auditParser) ws() {
 }
 
 func (p *auditParser) wsSlow() {
-	for p.pos < len(p.data) {
-		switch p.data[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
+	const white = 1<<' ' | 1<<'\t' | 1<<'\n' | 1<<'\r'
+	d, i := p.data, p.pos
+	for i < len(d) && d[i] <= ' ' && (1<<d[i])&white != 0 {
+		i++
 	}
+	p.pos = i
 }
 
 // document parses the whole message.
