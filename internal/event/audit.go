@@ -271,12 +271,16 @@ func DecodeAuditEvent(data []byte, opts EventOptions) (AuditEvent, error) {
 }
 
 // auditScratch is space for the references to the attributes and scopes
-// of one decode, kept (grown) for the next: offsets only, so a pooled
-// scratch keeps no event's memory alive.
+// of one decode and its strings with escapes, kept (grown) for the next:
+// the event's strings are copied out of it.
 type auditScratch struct {
 	attrs  []attrRef
 	scopes [2][]span
+	esc    []byte
 }
+
+// maxKeptEscapes bounds the escape space a pooled scratch keeps.
+const maxKeptEscapes = 64 << 10
 
 // decodeAuditEvent decodes data with scratch's space.
 func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (AuditEvent, error) {
@@ -284,14 +288,13 @@ func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (Au
 	if len(data) > lim.MaxMessageBytes {
 		return AuditEvent{}, newError(ReasonMessageTooLarge, "message of "+strconv.Itoa(len(data))+" bytes exceeds limit of "+strconv.Itoa(lim.MaxMessageBytes))
 	}
-	// The parser's own copy: the event's strings are views of it, never
-	// of data, which the caller may reuse.
-	own := make([]byte, len(data))
-	copy(own, data)
-	p := auditParser{data: own, attrs: scratch.attrs[:0],
+	p := auditParser{data: data, esc: scratch.esc[:0], attrs: scratch.attrs[:0],
 		scopes: [2][]span{scratch.scopes[0][:0], scratch.scopes[1][:0]}}
 	ev, err := p.decode(opts)
 	scratch.attrs, scratch.scopes[0], scratch.scopes[1] = p.attrs[:0], p.scopes[0][:0], p.scopes[1][:0]
+	if cap(p.esc) <= maxKeptEscapes {
+		scratch.esc = p.esc[:0]
+	}
 	// Invalid UTF-8 comes first, whatever else is wrong. The parser saw
 	// every byte: outside strings it admits ASCII only, and it marked
 	// non-ASCII bytes in strings, so an event of ASCII strings needs no

@@ -15,9 +15,8 @@ import (
 )
 
 // The built-in audit event validator: one pass over the JSON that checks
-// syntax and exactly the constraints of schema/audit_event.v1.schema.json,
-// decoding strings in place in one copy of the message, which becomes the
-// memory of all the event's strings.
+// syntax and exactly the constraints of schema/audit_event.v1.schema.json;
+// the event's strings are then copied into one allocation.
 //
 // Errors are ranked as the reference (encoding/json, then the JSON Schema
 // library) ranks them: a syntax error anywhere is invalid_json even after a
@@ -136,33 +135,42 @@ func eventField(k []byte) int {
 	return f
 }
 
-// span is a decoded string: data[off:end].
-type span struct{ off, end int32 }
+// span is a decoded string: data[off:end], or esc[off:end] for a string
+// with escapes.
+type span struct {
+	off, end int32
+	esc      bool
+}
 
-// attrRef is an attribute: its key, and its value or, for a boolean,
-// voff attrTrue or attrFalse.
-type attrRef struct{ koff, kend, voff, vend int32 }
+// attrRef is an attribute: its key, and its value or a boolean.
+type attrRef struct {
+	k, v    span
+	boolean int8 // attrTrue or attrFalse when the value is a boolean
+}
 
 const (
-	attrTrue  = -1
-	attrFalse = -2
+	attrTrue  = 1
+	attrFalse = 2
 )
 
-// auditParser parses one message in data, a copy of it that it owns:
-// strings are decoded in place (an escape is never shorter than what it
-// decodes to, so the decoded bytes of a string fit where its text was and
-// never reach past it), and the event's strings are views of data — one
-// allocation for all of them, none copied. Nothing writes data after the
-// parse, so data can be the memory of those strings.
+// auditParser parses one message in data, which it never writes. A
+// string without escapes is where it lies in data, one with escapes is
+// decoded into esc; the event's strings are copied once, on success, into
+// one allocation that holds exactly them.
 type auditParser struct {
 	data  []byte
+	esc   []byte
 	pos   int
 	depth int
 
-	seen   uint32
-	ev     AuditEvent // its strings set as the fields are parsed
-	scopes [2][]span
-	attrs  []attrRef
+	seen      uint32
+	fields    [numEventFields]span // the string fields
+	scopes    [2][]span
+	attrs     []attrRef
+	eventID   uuid.UUID
+	ts        time.Time
+	tokenType string
+	decision  string
 
 	// high has the high bit of a byte set if a string held a non-ASCII
 	// byte (maybe beyond its end): then data needs a UTF-8 check.
@@ -186,12 +194,12 @@ func (p *auditParser) violate(ptr, msg string) {
 	}
 }
 
-// str returns the string data[off:end] of s, without a copy.
-func (p *auditParser) str(s span) string {
-	if s.end == s.off {
-		return ""
+// bytes returns the decoded bytes of s.
+func (p *auditParser) bytes(s span) []byte {
+	if s.esc {
+		return p.esc[s.off:s.end]
 	}
-	return unsafe.String(&p.data[s.off], int(s.end-s.off))
+	return p.data[s.off:s.end]
 }
 
 // ws skips whitespace; compact JSON has none, which the first compare sees.
@@ -261,17 +269,19 @@ func (p *auditParser) object() *Error {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return p.syntax("want a property name")
 		}
+		mark := len(p.esc)
 		k, err := p.string()
 		if err != nil {
 			return err
 		}
-		key := p.data[k.off:k.end]
+		key := p.bytes(k)
 		f := eventField(key)
 		if f < 0 {
 			p.violate("", "property "+quote(string(key))+" is not allowed")
 		} else if p.seen&(1<<f) != 0 && p.dupKey == "" {
 			p.dupKey = eventFieldNames[f]
 		}
+		p.esc = p.esc[:mark]
 		if p.pos < len(p.data) && p.data[p.pos] == ':' {
 			p.pos++ // the compact form: no whitespace around ':'
 		} else {
@@ -336,79 +346,72 @@ func (p *auditParser) field(f int) *Error {
 		}
 		return nil
 	}
+	mark := len(p.esc)
 	r, err := p.string()
 	if err != nil {
 		return err
 	}
-	s := p.data[r.off:r.end]
+	s := p.bytes(r)
+	p.fields[f] = r
 	switch f {
 	case fEventID:
 		id, ok := parseUUID(s)
 		if !ok {
 			p.violate(ptr, "must be a uuid")
 		}
-		p.ev.EventID = id
+		p.eventID = id
 	case fTS:
 		t, ok := parseDateTime(s)
 		if !ok {
 			p.violate(ptr, "must be an RFC 3339 date-time")
 		}
-		p.ev.TS = t
-	case fTenantID:
+		p.ts = t
+	case fTenantID, fAgentID, fTokenID, fToolName:
 		p.checkLength(ptr, s, 1, 256)
-		p.ev.TenantID = p.str(r)
-	case fAgentID:
-		p.checkLength(ptr, s, 1, 256)
-		p.ev.AgentID = p.str(r)
-	case fTokenID:
-		p.checkLength(ptr, s, 1, 256)
-		p.ev.TokenID = p.str(r)
-	case fToolName:
-		p.checkLength(ptr, s, 1, 256)
-		p.ev.ToolName = p.str(r)
+		return nil
 	case fParentIdentity:
 		p.checkLength(ptr, s, 0, 512)
-		p.ev.ParentIdentity = p.str(r)
+		return nil
 	case fResource:
 		p.checkLength(ptr, s, 0, 2048)
-		p.ev.Resource = p.str(r)
+		return nil
 	case fResourceTenantID:
 		p.checkLength(ptr, s, 0, 256)
-		p.ev.ResourceTenantID = p.str(r)
+		return nil
 	case fToolParamsHash:
 		if len(s) != 64 || !isLowerHex(s) {
 			p.violate(ptr, "must be 64 lower-case hex digits")
 		}
-		p.ev.ToolParamsHash = p.str(r)
+		return nil
 	case fTraceID:
 		if len(s) != 0 && (len(s) != 32 || !isLowerHex(s)) {
 			p.violate(ptr, "must be empty or 32 lower-case hex digits")
 		}
-		p.ev.TraceID = p.str(r)
+		return nil
 	case fSpanID:
 		if len(s) != 0 && (len(s) != 16 || !isLowerHex(s)) {
 			p.violate(ptr, "must be empty or 16 lower-case hex digits")
 		}
-		p.ev.SpanID = p.str(r)
+		return nil
 	case fTokenType:
 		switch string(s) {
 		case "session":
-			p.ev.TokenType = "session"
+			p.tokenType = "session"
 		case "oauth":
-			p.ev.TokenType = "oauth"
+			p.tokenType = "oauth"
 		case "m2m":
-			p.ev.TokenType = "m2m"
+			p.tokenType = "m2m"
 		case "api_key":
-			p.ev.TokenType = "api_key"
+			p.tokenType = "api_key"
 		default:
 			p.violate(ptr, "must be one of session, oauth, m2m, api_key")
 		}
 	case fPolicyDecision:
 		switch string(s) {
 		case "allow":
-			p.ev.PolicyDecision = "allow"
+			p.decision = "allow"
 		case "deny":
-			p.ev.PolicyDecision = "deny"
+			p.decision = "deny"
 		default:
 			p.violate(ptr, "must be one of allow, deny")
 		}
@@ -417,6 +420,8 @@ func (p *auditParser) field(f int) *Error {
 			p.violate(ptr, `must be "1"`)
 		}
 	}
+	// Not a string of the event: its escapes need no keeping.
+	p.esc = p.esc[:mark]
 	return nil
 }
 
@@ -499,7 +504,7 @@ func (p *auditParser) scopeArray(f int) *Error {
 			if err != nil {
 				return err
 			}
-			if r.end == r.off || !countsAtMost(p.data[r.off:r.end], 256) {
+			if r.end == r.off || !countsAtMost(p.bytes(r), 256) {
 				p.violate(ptr+"/"+strconv.Itoa(n), "length must be between 1 and 256 characters")
 			}
 			p.scopes[i] = append(p.scopes[i], r)
@@ -556,7 +561,7 @@ func (p *auditParser) attributes() *Error {
 		if err != nil {
 			return err
 		}
-		if !countsAtMost(p.data[k.off:k.end], 256) {
+		if !countsAtMost(p.bytes(k), 256) {
 			p.violate(ptr, "property name longer than 256 characters")
 		}
 		if p.pos < len(p.data) && p.data[p.pos] == ':' {
@@ -572,33 +577,31 @@ func (p *auditParser) attributes() *Error {
 		if p.pos >= len(p.data) {
 			return p.syntax("unexpected end of input")
 		}
-		ref := attrRef{koff: k.off, kend: k.end}
+		ref := attrRef{k: k}
 		switch c := p.data[p.pos]; {
 		case c == '"':
-			v, err := p.string()
-			if err != nil {
+			if ref.v, err = p.string(); err != nil {
 				return err
 			}
-			ref.voff, ref.vend = v.off, v.end
 		case c == '-' || (c >= '0' && c <= '9'):
 			start := p.pos
 			if err := p.number(); err != nil {
 				return err
 			}
-			ref.voff, ref.vend = int32(start), int32(p.pos)
+			ref.v = span{off: int32(start), end: int32(p.pos)}
 		case c == 't' || c == 'f':
 			if err := p.skip(); err != nil {
 				return err
 			}
-			ref.voff = attrTrue
+			ref.boolean = attrTrue
 			if c == 'f' {
-				ref.voff = attrFalse
+				ref.boolean = attrFalse
 			}
 		default:
 			if err := p.skip(); err != nil {
 				return err
 			}
-			p.violate(ptr+"/"+pointerToken(string(p.data[k.off:k.end])), "must be a string, number or boolean")
+			p.violate(ptr+"/"+pointerToken(string(p.bytes(k))), "must be a string, number or boolean")
 		}
 		p.attrs = append(p.attrs, ref)
 		p.ws()
@@ -626,20 +629,53 @@ func pointerToken(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// event completes the AuditEvent with the scopes and attributes, whose
-// strings, like the others, are views of data.
+// stringFields are the top-level properties that are strings of the
+// event as sent.
+var stringFields = [...]int{fTenantID, fAgentID, fParentIdentity, fTokenID, fToolName,
+	fToolParamsHash, fResource, fResourceTenantID, fTraceID, fSpanID}
+
+// event builds the AuditEvent: its strings are copied into one allocation
+// of exactly their size, from data or, for strings with escapes, esc.
 func (p *auditParser) event() (AuditEvent, *Error) {
-	ev := p.ev
-	ev.SchemaVersion = SchemaVersion1
+	n := 0
+	for _, f := range stringFields {
+		n += int(p.fields[f].end - p.fields[f].off)
+	}
+	for _, l := range p.scopes {
+		for _, r := range l {
+			n += int(r.end - r.off)
+		}
+	}
+	for _, r := range p.attrs {
+		n += int(r.k.end - r.k.off + r.v.end - r.v.off)
+	}
+	c := stringCopier{buf: make([]byte, n)}
+	ev := AuditEvent{
+		EventID:          p.eventID,
+		TS:               p.ts,
+		TenantID:         c.put(p.bytes(p.fields[fTenantID])),
+		AgentID:          c.put(p.bytes(p.fields[fAgentID])),
+		ParentIdentity:   c.put(p.bytes(p.fields[fParentIdentity])),
+		TokenID:          c.put(p.bytes(p.fields[fTokenID])),
+		TokenType:        p.tokenType,
+		ToolName:         c.put(p.bytes(p.fields[fToolName])),
+		ToolParamsHash:   c.put(p.bytes(p.fields[fToolParamsHash])),
+		Resource:         c.put(p.bytes(p.fields[fResource])),
+		ResourceTenantID: c.put(p.bytes(p.fields[fResourceTenantID])),
+		PolicyDecision:   p.decision,
+		TraceID:          c.put(p.bytes(p.fields[fTraceID])),
+		SpanID:           c.put(p.bytes(p.fields[fSpanID])),
+		SchemaVersion:    SchemaVersion1,
+	}
 	// Both scope lists in one allocation; each is capped at its length,
 	// so appending to one never writes into the other.
 	if n0, n1 := len(p.scopes[0]), len(p.scopes[1]); n0+n1 > 0 {
 		out := make([]string, n0+n1)
 		for j, r := range p.scopes[0] {
-			out[j] = p.str(r)
+			out[j] = c.put(p.bytes(r))
 		}
 		for j, r := range p.scopes[1] {
-			out[n0+j] = p.str(r)
+			out[n0+j] = c.put(p.bytes(r))
 		}
 		if n0 > 0 {
 			ev.DelegationScope = out[:n0:n0]
@@ -651,16 +687,16 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 	if len(p.attrs) > 0 {
 		m := make(map[string]string, len(p.attrs))
 		for i, r := range p.attrs {
+			k := c.put(p.bytes(r.k))
 			var v string
-			switch r.voff {
+			switch r.boolean {
 			case attrTrue:
 				v = "true"
 			case attrFalse:
 				v = "false"
 			default:
-				v = p.str(span{r.voff, r.vend})
+				v = c.put(p.bytes(r.v))
 			}
-			k := p.str(span{r.koff, r.kend})
 			// A new key grows the map by one: no separate lookup.
 			if m[k] = v; len(m) != i+1 {
 				return AuditEvent{}, &Error{Reason: ReasonInvalidJSON, Err: fmt.Errorf("%w %s in /attributes", errDuplicateKey, quote(k))}
@@ -669,6 +705,23 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 		ev.Attributes = m
 	}
 	return ev, nil
+}
+
+// stringCopier makes strings of buf, front to back: buf is never
+// written again where a string was made, so the string can be it.
+type stringCopier struct {
+	buf []byte
+	w   int
+}
+
+func (c *stringCopier) put(b []byte) string {
+	n := copy(c.buf[c.w:], b)
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(&c.buf[c.w], n)
+	c.w += n
+	return s
 }
 
 // string decodes the JSON string at p.pos (a '"') in place and returns
@@ -708,7 +761,7 @@ special:
 	switch d[i] {
 	case '"':
 		p.pos = i + 1
-		return span{int32(start), int32(i)}, nil
+		return span{off: int32(start), end: int32(i)}, nil
 	case '\\':
 		return p.escapedString(start)
 	}
@@ -716,14 +769,14 @@ special:
 }
 
 // escapedString goes on decoding the string that starts at start, from
-// its first escape at p.pos; the decoded bytes are written from p.pos on.
+// its first escape at p.pos, into esc.
 func (p *auditParser) escapedString(start int) (span, *Error) {
 	d := p.data
-	w := p.pos
+	off := len(p.esc)
+	p.esc = append(p.esc, d[start:p.pos]...)
 	for {
 		// d[p.pos] is a backslash.
-		var err *Error
-		if w, err = p.escape(w); err != nil {
+		if err := p.escape(); err != nil {
 			return span{}, err
 		}
 		i := p.pos
@@ -733,7 +786,7 @@ func (p *auditParser) escapedString(start int) (span, *Error) {
 			i++
 		}
 		p.high |= uint64(high)
-		w += copy(d[w:], d[p.pos:i])
+		p.esc = append(p.esc, d[p.pos:i]...)
 		p.pos = i
 		if i >= len(d) {
 			return span{}, p.syntax("unterminated string")
@@ -741,7 +794,7 @@ func (p *auditParser) escapedString(start int) (span, *Error) {
 		switch d[i] {
 		case '"':
 			p.pos = i + 1
-			return span{int32(start), int32(w)}, nil
+			return span{off: int32(off), end: int32(len(p.esc)), esc: true}, nil
 		case '\\':
 		default:
 			return span{}, p.syntax("control character in string")
@@ -749,58 +802,55 @@ func (p *auditParser) escapedString(start int) (span, *Error) {
 	}
 }
 
-// escape decodes the escape sequence at p.pos (a '\\'), writes it at
-// data[w:] (w <= p.pos) and returns the position after it.
-func (p *auditParser) escape(w int) (int, *Error) {
-	d := p.data
-	if p.pos+1 >= len(d) {
-		return w, p.syntax("unterminated string")
+// escape decodes the escape sequence at p.pos (a '\\') into esc.
+func (p *auditParser) escape() *Error {
+	if p.pos+1 >= len(p.data) {
+		return p.syntax("unterminated string")
 	}
-	c := d[p.pos+1]
+	c := p.data[p.pos+1]
 	p.pos += 2
 	switch c {
 	case '"', '\\', '/':
-		d[w] = c
+		p.esc = append(p.esc, c)
 	case 'b':
-		d[w] = '\b'
+		p.esc = append(p.esc, '\b')
 	case 'f':
-		d[w] = '\f'
+		p.esc = append(p.esc, '\f')
 	case 'n':
-		d[w] = '\n'
+		p.esc = append(p.esc, '\n')
 	case 'r':
-		d[w] = '\r'
+		p.esc = append(p.esc, '\r')
 	case 't':
-		d[w] = '\t'
+		p.esc = append(p.esc, '\t')
 	case 'u':
 		r, ok := p.hex4()
 		if !ok {
-			return w, p.syntax("invalid \\u escape")
+			return p.syntax("invalid \\u escape")
 		}
 		if r >= 0xD800 && r < 0xDC00 {
 			// A high surrogate must be followed by an escaped low one.
-			if p.pos+1 < len(d) && d[p.pos] == '\\' && d[p.pos+1] == 'u' {
+			if p.pos+1 < len(p.data) && p.data[p.pos] == '\\' && p.data[p.pos+1] == 'u' {
 				p.pos += 2
 				r2, ok := p.hex4()
 				if !ok {
-					return w, p.syntax("invalid \\u escape")
+					return p.syntax("invalid \\u escape")
 				}
 				if r2 >= 0xDC00 && r2 < 0xE000 {
-					// 12 bytes of escapes, 4 of UTF-8.
-					return w + utf8.EncodeRune(d[w:], 0x10000+(r-0xD800)<<10+(r2-0xDC00)), nil
+					p.esc = utf8.AppendRune(p.esc, 0x10000+(r-0xD800)<<10+(r2-0xDC00))
+					return nil
 				}
 			}
-			return w, &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
+			return &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
 		}
 		if r >= 0xDC00 && r < 0xE000 {
-			return w, &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
+			return &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
 		}
-		// 6 bytes of escape, at most 3 of UTF-8.
-		return w + utf8.EncodeRune(d[w:], r), nil
+		p.esc = utf8.AppendRune(p.esc, r)
 	default:
 		p.pos--
-		return w, p.syntax("invalid escape")
+		return p.syntax("invalid escape")
 	}
-	return w + 1, nil
+	return nil
 }
 
 func (p *auditParser) hex4() (rune, bool) {
@@ -877,7 +927,9 @@ func (p *auditParser) skip() *Error {
 	}
 	switch c := p.data[p.pos]; {
 	case c == '"':
+		mark := len(p.esc)
 		_, err := p.string()
+		p.esc = p.esc[:mark]
 		return err
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number()
