@@ -162,8 +162,9 @@ func (o EventOptions) withDefaults() EventOptions {
 type AuditDecoder struct {
 	opts   EventOptions
 	schema *jsonschema.Schema
-	// scratch holds *auditScratch buffers for the attributes and scopes of
-	// one decode, reused: a decoder runs per message on the hot path.
+	// scratch holds *auditScratch buffers for the attributes, scopes and
+	// escaped strings of one decode, reused: a decoder runs per message on
+	// the hot path.
 	scratch sync.Pool
 }
 

@@ -264,3 +264,24 @@ func TestParseDateTimeMatchesTimeDate(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeEscapedStringsThroughThePool: an event with more escaped text
+// than a pooled scratch keeps, then ordinary events, through one decoder
+// (one goroutine, so the same scratch): each as the old decoder had it.
+func TestLargeEscapedStringsThroughThePool(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := event(func(m map[string]any) {
+		m["attributes"] = map[string]any{"big": strings.Repeat("é\n", maxKeptEscapes), "small": "a\tb"}
+	})
+	big = bytes.ReplaceAll(big, []byte("é"), []byte(`\u00e9`))
+	for _, msg := range [][]byte{big, []byte(fullEvent), big, escapeAll([]byte(fullEvent)), simAuditEvents(t, 1)[0]} {
+		compareWithLegacy(t, dec, msg)
+	}
+	ev, err := dec.Decode(big)
+	if err != nil || len(ev.Attributes["big"]) != 3*maxKeptEscapes {
+		t.Fatalf("big attribute of %d bytes, error %v", len(ev.Attributes["big"]), err)
+	}
+}

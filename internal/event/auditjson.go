@@ -724,8 +724,8 @@ func (c *stringCopier) put(b []byte) string {
 	return s
 }
 
-// string decodes the JSON string at p.pos (a '"') in place and returns
-// where its decoded bytes are. A string without escapes is the bytes
+// string decodes the JSON string at p.pos (a '"') and returns where its
+// decoded bytes are. A string without escapes is the bytes
 // between its quotes, found eight bytes at a time. The high bits of the
 // bytes read go to p.high: outside strings the grammar admits only ASCII.
 func (p *auditParser) string() (span, *Error) {
