@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The fast paths of the audit decoder, each with the inputs that must
@@ -283,5 +284,47 @@ func TestLargeEscapedStringsThroughThePool(t *testing.T) {
 	ev, err := dec.Decode(big)
 	if err != nil || len(ev.Attributes["big"]) != 3*maxKeptEscapes {
 		t.Fatalf("big attribute of %d bytes, error %v", len(ev.Attributes["big"]), err)
+	}
+}
+
+// TestDecodeSharedViewsPlainStringsOnly: through DecodeShared the strings
+// that had no escapes point into the message and the others do not (they
+// were decoded); through Decode none does.
+func TestDecodeSharedViewsPlainStringsOnly(t *testing.T) {
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := []byte(fullEvent)
+	inside := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		b := uintptr(unsafe.Pointer(&msg[0]))
+		return p >= b && p < b+uintptr(len(msg))
+	}
+	shared, err := dec.DecodeShared(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := dec.Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(shared, copied) {
+		t.Fatalf("DecodeShared %+v, Decode %+v", shared, copied)
+	}
+	for _, s := range []string{shared.TenantID, shared.ToolParamsHash, shared.DelegationScope[1], shared.Attributes["ip"], shared.Attributes["score"]} {
+		if !inside(s) {
+			t.Errorf("DecodeShared copied %q", s)
+		}
+	}
+	for k, v := range shared.Attributes {
+		if k == "escé" && (inside(k) || inside(v)) {
+			t.Errorf("DecodeShared: the escaped %q: %q is not decoded text", k, v)
+		}
+	}
+	for _, s := range []string{copied.TenantID, copied.ToolParamsHash, copied.DelegationScope[1], copied.Attributes["ip"]} {
+		if inside(s) {
+			t.Errorf("Decode shares %q with its input", s)
+		}
 	}
 }

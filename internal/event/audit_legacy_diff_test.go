@@ -12,16 +12,18 @@ import (
 // The single-buffer decoder against the one it replaced
 // (audit_legacy_test.go): same events, same errors, same messages.
 
-// compareWithLegacy fails t unless the decoder (alone and through a
-// pooled AuditDecoder, whose scratch a previous decode has used) and the
-// legacy one give the same event or the same error text on msg.
+// compareWithLegacy fails t unless the decoder (alone, and through a
+// pooled AuditDecoder whose scratch a previous decode has used, copying
+// or sharing msg) and the legacy one give the same event or the same
+// error text on msg, and msg is left as it was.
 func compareWithLegacy(t *testing.T, dec *AuditDecoder, msg []byte) (accepted bool) {
 	t.Helper()
 	in := bytes.Clone(msg)
 	want, wantErr := legacyDecodeAuditEvent(msg, dec.opts, new(legacyAuditScratch))
 	for name, got := range map[string]func() (AuditEvent, error){
-		"decodeAuditEvent": func() (AuditEvent, error) { return decodeAuditEvent(msg, dec.opts, new(auditScratch)) },
-		"AuditDecoder":     func() (AuditEvent, error) { return dec.Decode(msg) },
+		"decodeAuditEvent": func() (AuditEvent, error) { return decodeAuditEvent(msg, dec.opts, new(auditScratch), false) },
+		"Decode":           func() (AuditEvent, error) { return dec.Decode(msg) },
+		"DecodeShared":     func() (AuditEvent, error) { return dec.DecodeShared(msg) },
 	} {
 		ev, err := got()
 		switch {

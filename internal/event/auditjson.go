@@ -156,9 +156,11 @@ const (
 // auditParser parses one message in data, which it never writes. A
 // string without escapes is where it lies in data, one with escapes is
 // decoded into esc; the event's strings are copied once, on success, into
-// one allocation that holds exactly them.
+// one allocation that holds exactly them — only those with escapes when
+// share is set (AuditDecoder.DecodeShared): the others are views of data.
 type auditParser struct {
 	data  []byte
+	share bool
 	esc   []byte
 	pos   int
 	depth int
@@ -639,32 +641,32 @@ var stringFields = [...]int{fTenantID, fAgentID, fParentIdentity, fTokenID, fToo
 func (p *auditParser) event() (AuditEvent, *Error) {
 	n := 0
 	for _, f := range stringFields {
-		n += int(p.fields[f].end - p.fields[f].off)
+		n += p.copied(p.fields[f])
 	}
 	for _, l := range p.scopes {
 		for _, r := range l {
-			n += int(r.end - r.off)
+			n += p.copied(r)
 		}
 	}
 	for _, r := range p.attrs {
-		n += int(r.k.end - r.k.off + r.v.end - r.v.off)
+		n += p.copied(r.k) + p.copied(r.v)
 	}
 	c := stringCopier{buf: make([]byte, n)}
 	ev := AuditEvent{
 		EventID:          p.eventID,
 		TS:               p.ts,
-		TenantID:         c.put(p.bytes(p.fields[fTenantID])),
-		AgentID:          c.put(p.bytes(p.fields[fAgentID])),
-		ParentIdentity:   c.put(p.bytes(p.fields[fParentIdentity])),
-		TokenID:          c.put(p.bytes(p.fields[fTokenID])),
+		TenantID:         p.out(&c, (p.fields[fTenantID])),
+		AgentID:          p.out(&c, (p.fields[fAgentID])),
+		ParentIdentity:   p.out(&c, (p.fields[fParentIdentity])),
+		TokenID:          p.out(&c, (p.fields[fTokenID])),
 		TokenType:        p.tokenType,
-		ToolName:         c.put(p.bytes(p.fields[fToolName])),
-		ToolParamsHash:   c.put(p.bytes(p.fields[fToolParamsHash])),
-		Resource:         c.put(p.bytes(p.fields[fResource])),
-		ResourceTenantID: c.put(p.bytes(p.fields[fResourceTenantID])),
+		ToolName:         p.out(&c, (p.fields[fToolName])),
+		ToolParamsHash:   p.out(&c, (p.fields[fToolParamsHash])),
+		Resource:         p.out(&c, (p.fields[fResource])),
+		ResourceTenantID: p.out(&c, (p.fields[fResourceTenantID])),
 		PolicyDecision:   p.decision,
-		TraceID:          c.put(p.bytes(p.fields[fTraceID])),
-		SpanID:           c.put(p.bytes(p.fields[fSpanID])),
+		TraceID:          p.out(&c, (p.fields[fTraceID])),
+		SpanID:           p.out(&c, (p.fields[fSpanID])),
 		SchemaVersion:    SchemaVersion1,
 	}
 	// Both scope lists in one allocation; each is capped at its length,
@@ -672,10 +674,10 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 	if n0, n1 := len(p.scopes[0]), len(p.scopes[1]); n0+n1 > 0 {
 		out := make([]string, n0+n1)
 		for j, r := range p.scopes[0] {
-			out[j] = c.put(p.bytes(r))
+			out[j] = p.out(&c, (r))
 		}
 		for j, r := range p.scopes[1] {
-			out[n0+j] = c.put(p.bytes(r))
+			out[n0+j] = p.out(&c, (r))
 		}
 		if n0 > 0 {
 			ev.DelegationScope = out[:n0:n0]
@@ -687,7 +689,7 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 	if len(p.attrs) > 0 {
 		m := make(map[string]string, len(p.attrs))
 		for i, r := range p.attrs {
-			k := c.put(p.bytes(r.k))
+			k := p.out(&c, (r.k))
 			var v string
 			switch r.boolean {
 			case attrTrue:
@@ -695,7 +697,7 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 			case attrFalse:
 				v = "false"
 			default:
-				v = c.put(p.bytes(r.v))
+				v = p.out(&c, (r.v))
 			}
 			// A new key grows the map by one: no separate lookup.
 			if m[k] = v; len(m) != i+1 {
@@ -705,6 +707,29 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 		ev.Attributes = m
 	}
 	return ev, nil
+}
+
+// copied returns how many bytes of s the event's allocation holds: all,
+// unless s can be a view of shared data.
+func (p *auditParser) copied(s span) int {
+	if p.share && !s.esc {
+		return 0
+	}
+	return int(s.end - s.off)
+}
+
+// out returns s as a string of the event: copied by c, or a view of
+// shared data.
+func (p *auditParser) out(c *stringCopier, s span) string {
+	switch {
+	case s.esc:
+		return c.put(p.esc[s.off:s.end])
+	case !p.share:
+		return c.put(p.data[s.off:s.end])
+	case s.end == s.off:
+		return ""
+	}
+	return unsafe.String(&p.data[s.off], int(s.end-s.off))
 }
 
 // stringCopier makes strings of buf, front to back: buf is never

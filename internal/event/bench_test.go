@@ -134,6 +134,25 @@ func BenchmarkDecodeAuditEventSim(b *testing.B) {
 	reportPerEvent(b, procstat.SelfCPU()-cpu)
 }
 
+// BenchmarkDecodeAuditEventSimShared is BenchmarkDecodeAuditEventSim
+// through DecodeShared: the strings without escapes are not copied.
+func BenchmarkDecodeAuditEventSimShared(b *testing.B) {
+	msgs := simAuditEvents(b, 2000)
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msgs[0])))
+	cpu := procstat.SelfCPU()
+	for i := 0; b.Loop(); i++ {
+		if _, err := dec.DecodeShared(msgs[i%len(msgs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerEvent(b, procstat.SelfCPU()-cpu)
+}
+
 // simAuditEvents returns the first n audit event messages of the
 // simulator (1,000 agents, timestamps just before testNow).
 func simAuditEvents(tb testing.TB, n int) [][]byte {
