@@ -129,10 +129,31 @@ func eventField(k []byte) int {
 	case 18:
 		f = fResourceTenantID
 	}
-	if f < 0 || string(k) != eventFieldNames[f] {
+	if f < 0 || len(k) != len(eventFieldNames[f]) {
 		return -1
 	}
+	if name := eventFieldNames[f]; len(k) < 8 {
+		if string(k) != name {
+			return -1
+		}
+	} else {
+		// Names of 8 to 24 bytes: the first, last and middle eight bytes
+		// (overlapping) cover every byte, compared as words.
+		n := len(k)
+		if binary.LittleEndian.Uint64(k) != le64(name, 0) ||
+			binary.LittleEndian.Uint64(k[n-8:]) != le64(name, n-8) ||
+			n > 16 && binary.LittleEndian.Uint64(k[8:]) != le64(name, 8) {
+			return -1
+		}
+	}
 	return f
+}
+
+// le64 returns the eight bytes of s at i as a little-endian word.
+func le64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // span is a decoded string: data[off:end], or esc[off:end] for a string
@@ -721,15 +742,11 @@ func (p *auditParser) copied(s span) int {
 // out returns s as a string of the event: copied by c, or a view of
 // shared data.
 func (p *auditParser) out(c *stringCopier, s span) string {
-	switch {
-	case s.esc:
-		return c.put(p.esc[s.off:s.end])
-	case !p.share:
-		return c.put(p.data[s.off:s.end])
-	case s.end == s.off:
-		return ""
+	b := p.bytes(s)
+	if p.share && !s.esc {
+		return unsafe.String(unsafe.SliceData(b), len(b))
 	}
-	return unsafe.String(&p.data[s.off], int(s.end-s.off))
+	return c.put(b)
 }
 
 // stringCopier makes strings of buf, front to back: buf is never
