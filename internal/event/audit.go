@@ -162,8 +162,9 @@ func (o EventOptions) withDefaults() EventOptions {
 type AuditDecoder struct {
 	opts   EventOptions
 	schema *jsonschema.Schema
-	// scratch holds *auditScratch buffers for the attributes and scopes of
-	// one decode, reused: a decoder runs per message on the hot path.
+	// scratch holds *auditScratch buffers for the attributes, scopes and
+	// escaped strings of one decode, reused: a decoder runs per message on
+	// the hot path.
 	scratch sync.Pool
 }
 
@@ -199,11 +200,26 @@ func CompileAuditEventSchema() (*jsonschema.Schema, error) {
 // DecodeAuditEvent. With ValidateWithSchema the JSON Schema library checks
 // the event too.
 func (d *AuditDecoder) Decode(data []byte) (AuditEvent, error) {
+	return d.decode(data, false)
+}
+
+// DecodeShared is Decode for a caller that hands data over: the event's
+// strings that had no escapes in the JSON are views of data, not copies,
+// so data must not be written again while the event or any string taken
+// from it is in use (and keeps all of data alive as long). It saves a
+// copy and an allocation per event. A Kafka message value read by
+// kafka-go qualifies: each message gets a new slice that nothing writes.
+// data itself is never written.
+func (d *AuditDecoder) DecodeShared(data []byte) (AuditEvent, error) {
+	return d.decode(data, true)
+}
+
+func (d *AuditDecoder) decode(data []byte, share bool) (AuditEvent, error) {
 	sc, _ := d.scratch.Get().(*auditScratch)
 	if sc == nil {
 		sc = new(auditScratch)
 	}
-	ev, err := decodeAuditEvent(data, d.opts, sc)
+	ev, err := decodeAuditEvent(data, d.opts, sc, share)
 	d.scratch.Put(sc)
 	if err != nil || !d.opts.ValidateWithSchema {
 		return ev, err
@@ -267,31 +283,48 @@ func (d *AuditDecoder) ValidateSchema(data []byte) error {
 // is a lone surrogate is invalid_utf8 (the library would store U+FFFD), and
 // date-time fields must be digits (the library's strconv.Atoi takes "+1").
 func DecodeAuditEvent(data []byte, opts EventOptions) (AuditEvent, error) {
-	return decodeAuditEvent(data, opts.withDefaults(), new(auditScratch))
+	return decodeAuditEvent(data, opts.withDefaults(), new(auditScratch), false)
 }
 
 // auditScratch is space for the references to the attributes and scopes
-// of one decode, kept (grown) for the next: the event's strings are copied
-// out of the arena, not these.
+// of one decode and its strings with escapes, kept (grown) for the next:
+// the event's strings are copied out of it.
 type auditScratch struct {
-	attrs  []strRef
-	scopes [2][]strRef
+	attrs  []attrRef
+	scopes [2][]span
+	esc    []byte
 }
 
-// decodeAuditEvent decodes data with scratch's space.
-func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch) (AuditEvent, error) {
+// maxKeptEscapes bounds the escape space a pooled scratch keeps.
+const maxKeptEscapes = 64 << 10
+
+// decodeAuditEvent decodes data with scratch's space; with share, the
+// event's strings without escapes are views of data.
+func decodeAuditEvent(data []byte, opts EventOptions, scratch *auditScratch, share bool) (AuditEvent, error) {
 	lim := opts.Limits
 	if len(data) > lim.MaxMessageBytes {
 		return AuditEvent{}, newError(ReasonMessageTooLarge, "message of "+strconv.Itoa(len(data))+" bytes exceeds limit of "+strconv.Itoa(lim.MaxMessageBytes))
 	}
-	if !utf8.Valid(data) {
+	p := auditParser{data: data, share: share, esc: scratch.esc[:0], attrs: scratch.attrs[:0],
+		scopes: [2][]span{scratch.scopes[0][:0], scratch.scopes[1][:0]}}
+	ev, err := p.decode(opts)
+	scratch.attrs, scratch.scopes[0], scratch.scopes[1] = p.attrs[:0], p.scopes[0][:0], p.scopes[1][:0]
+	if cap(p.esc) <= maxKeptEscapes {
+		scratch.esc = p.esc[:0]
+	}
+	// Invalid UTF-8 comes first, whatever else is wrong. The parser saw
+	// every byte: outside strings it admits ASCII only, and it marked
+	// non-ASCII bytes in strings, so an event of ASCII strings needs no
+	// second pass.
+	if (err != nil || p.high&0x8080808080808080 != 0) && !utf8.Valid(data) {
 		return AuditEvent{}, newError(ReasonInvalidUTF8, "message is not valid UTF-8")
 	}
-	p := auditParser{data: data, arena: make([]byte, 0, len(data)), attrs: scratch.attrs[:0],
-		scopes: [2][]strRef{scratch.scopes[0][:0], scratch.scopes[1][:0]}}
-	defer func() {
-		scratch.attrs, scratch.scopes[0], scratch.scopes[1] = p.attrs[:0], p.scopes[0][:0], p.scopes[1][:0]
-	}()
+	return ev, err
+}
+
+// decode parses p.data and checks the event against opts.
+func (p *auditParser) decode(opts EventOptions) (AuditEvent, error) {
+	lim := opts.Limits
 	if err := p.document(); err != nil {
 		return AuditEvent{}, err
 	}

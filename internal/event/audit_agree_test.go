@@ -28,7 +28,7 @@ func agreeOptions() EventOptions {
 func compareValidators(t *testing.T, dec *AuditDecoder, msg []byte) (accepted bool) {
 	t.Helper()
 	refErr := dec.ValidateSchema(msg)
-	_, err := decodeAuditEvent(msg, dec.opts, new(auditScratch))
+	_, err := decodeAuditEvent(msg, dec.opts, new(auditScratch), false)
 	if r, _ := ReasonOf(err); r == ReasonTimestampOutOfRange {
 		err = nil // not a schema matter
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -14,8 +15,8 @@ import (
 )
 
 // The built-in audit event validator: one pass over the JSON that checks
-// syntax and exactly the constraints of schema/audit_event.v1.schema.json,
-// decoding strings into one arena that becomes a single Go string.
+// syntax and exactly the constraints of schema/audit_event.v1.schema.json;
+// the event's strings are then copied into one allocation.
 //
 // Errors are ranked as the reference (encoding/json, then the JSON Schema
 // library) ranks them: a syntax error anywhere is invalid_json even after a
@@ -74,70 +75,129 @@ const requiredEventFields = 1<<fEventID | 1<<fTS | 1<<fTenantID | 1<<fAgentID |
 // the same documents.
 const maxJSONDepth = 10000
 
+// eventField returns the property whose name is k, or -1: a switch on
+// the length and a byte or two picks the only candidate, one compare
+// confirms it.
 func eventField(k []byte) int {
-	switch string(k) {
-	case "event_id":
-		return fEventID
-	case "ts":
-		return fTS
-	case "tenant_id":
-		return fTenantID
-	case "agent_id":
-		return fAgentID
-	case "parent_identity":
-		return fParentIdentity
-	case "token_id":
-		return fTokenID
-	case "token_type":
-		return fTokenType
-	case "delegation_scope":
-		return fDelegationScope
-	case "required_scopes":
-		return fRequiredScopes
-	case "tool_name":
-		return fToolName
-	case "tool_params_hash":
-		return fToolParamsHash
-	case "resource":
-		return fResource
-	case "resource_tenant_id":
-		return fResourceTenantID
-	case "policy_decision":
-		return fPolicyDecision
-	case "trace_id":
-		return fTraceID
-	case "span_id":
-		return fSpanID
-	case "attributes":
-		return fAttributes
-	case "schema_version":
-		return fSchemaVersion
+	f := -1
+	switch len(k) {
+	case 2:
+		f = fTS
+	case 7:
+		f = fSpanID
+	case 8:
+		switch k[0] {
+		case 'e':
+			f = fEventID
+		case 'a':
+			f = fAgentID
+		case 'r':
+			f = fResource
+		case 't':
+			f = fTokenID
+			if k[1] == 'r' {
+				f = fTraceID
+			}
+		}
+	case 9:
+		f = fTenantID
+		if k[1] == 'o' {
+			f = fToolName
+		}
+	case 10:
+		f = fTokenType
+		if k[0] == 'a' {
+			f = fAttributes
+		}
+	case 14:
+		f = fSchemaVersion
+	case 15:
+		switch k[0] {
+		case 'r':
+			f = fRequiredScopes
+		case 'p':
+			f = fParentIdentity
+			if k[1] == 'o' {
+				f = fPolicyDecision
+			}
+		}
+	case 16:
+		f = fDelegationScope
+		if k[0] == 't' {
+			f = fToolParamsHash
+		}
+	case 18:
+		f = fResourceTenantID
 	}
-	return -1
+	if f < 0 || len(k) != len(eventFieldNames[f]) {
+		return -1
+	}
+	if name := eventFieldNames[f]; len(k) < 8 {
+		if string(k) != name {
+			return -1
+		}
+	} else {
+		// Names of 8 to 24 bytes: the first, last and middle eight bytes
+		// (overlapping) cover every byte, compared as words.
+		n := len(k)
+		if binary.LittleEndian.Uint64(k) != le64(name, 0) ||
+			binary.LittleEndian.Uint64(k[n-8:]) != le64(name, n-8) ||
+			n > 16 && binary.LittleEndian.Uint64(k[8:]) != le64(name, 8) {
+			return -1
+		}
+	}
+	return f
 }
 
-// strRef is a decoded string in the arena; for attributes, key and value.
-type strRef struct {
-	off, end     int32
-	voff, vend   int32
-	constant     string // value when it is not in the arena
-	haveConstant bool
+// le64 returns the eight bytes of s at i as a little-endian word.
+func le64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
+// span is a decoded string: data[off:end], or esc[off:end] for a string
+// with escapes.
+type span struct {
+	off, end int32
+	esc      bool
+}
+
+// attrRef is an attribute: its key, and its value or a boolean.
+type attrRef struct {
+	k, v    span
+	boolean int8 // attrTrue or attrFalse when the value is a boolean
+}
+
+const (
+	attrTrue  = 1
+	attrFalse = 2
+)
+
+// auditParser parses one message in data, which it never writes. A
+// string without escapes is where it lies in data, one with escapes is
+// decoded into esc; the event's strings are copied once, on success, into
+// one allocation that holds exactly them — only those with escapes when
+// share is set (AuditDecoder.DecodeShared): the others are views of data.
 type auditParser struct {
 	data  []byte
+	share bool
+	esc   []byte
 	pos   int
-	arena []byte
 	depth int
 
 	seen      uint32
-	fields    [numEventFields]strRef
-	scopes    [2][]strRef
-	attrs     []strRef
+	fields    [numEventFields]span // the string fields
+	scopes    [2][]span
+	attrs     []attrRef
 	eventID   uuid.UUID
 	ts        time.Time
 	tokenType string
 	decision  string
+
+	// high has the high bit of a byte set if a string held a non-ASCII
+	// byte (maybe beyond its end): then data needs a UTF-8 check.
+	high uint64
 
 	isObject  bool
 	violation string // the first schema violation, "pointer: message"
@@ -157,15 +217,29 @@ func (p *auditParser) violate(ptr, msg string) {
 	}
 }
 
-func (p *auditParser) ws() {
-	for p.pos < len(p.data) {
-		switch p.data[p.pos] {
-		case ' ', '\t', '\n', '\r':
-			p.pos++
-		default:
-			return
-		}
+// bytes returns the decoded bytes of s.
+func (p *auditParser) bytes(s span) []byte {
+	if s.esc {
+		return p.esc[s.off:s.end]
 	}
+	return p.data[s.off:s.end]
+}
+
+// ws skips whitespace; compact JSON has none, which the first compare sees.
+func (p *auditParser) ws() {
+	if p.pos < len(p.data) && p.data[p.pos] > ' ' {
+		return
+	}
+	p.wsSlow()
+}
+
+func (p *auditParser) wsSlow() {
+	const white = 1<<' ' | 1<<'\t' | 1<<'\n' | 1<<'\r'
+	d, i := p.data, p.pos
+	for i < len(d) && d[i] <= ' ' && (1<<d[i])&white != 0 {
+		i++
+	}
+	p.pos = i
 }
 
 // document parses the whole message.
@@ -218,27 +292,32 @@ func (p *auditParser) object() *Error {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return p.syntax("want a property name")
 		}
-		koff := len(p.arena)
-		if err := p.str(); err != nil {
+		mark := len(p.esc)
+		k, err := p.string()
+		if err != nil {
 			return err
 		}
-		f := eventField(p.arena[koff:])
+		key := p.bytes(k)
+		f := eventField(key)
 		if f < 0 {
-			p.violate("", "property "+quote(string(p.arena[koff:]))+" is not allowed")
+			p.violate("", "property "+quote(string(key))+" is not allowed")
 		} else if p.seen&(1<<f) != 0 && p.dupKey == "" {
 			p.dupKey = eventFieldNames[f]
 		}
-		p.arena = p.arena[:koff]
-		p.ws()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-			return p.syntax("want ':'")
+		p.esc = p.esc[:mark]
+		if p.pos < len(p.data) && p.data[p.pos] == ':' {
+			p.pos++ // the compact form: no whitespace around ':'
+		} else {
+			p.ws()
+			if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+				return p.syntax("want ':'")
+			}
+			p.pos++
 		}
-		p.pos++
 		p.ws()
 		if p.pos >= len(p.data) {
 			return p.syntax("unexpected end of input")
 		}
-		var err *Error
 		if f < 0 {
 			err = p.skip()
 		} else {
@@ -290,12 +369,13 @@ func (p *auditParser) field(f int) *Error {
 		}
 		return nil
 	}
-	off := len(p.arena)
-	if err := p.str(); err != nil {
+	mark := len(p.esc)
+	r, err := p.string()
+	if err != nil {
 		return err
 	}
-	s := p.arena[off:]
-	p.fields[f] = strRef{off: int32(off), end: int32(len(p.arena))}
+	s := p.bytes(r)
+	p.fields[f] = r
 	switch f {
 	case fEventID:
 		id, ok := parseUUID(s)
@@ -303,34 +383,39 @@ func (p *auditParser) field(f int) *Error {
 			p.violate(ptr, "must be a uuid")
 		}
 		p.eventID = id
-		p.arena = p.arena[:off]
 	case fTS:
 		t, ok := parseDateTime(s)
 		if !ok {
 			p.violate(ptr, "must be an RFC 3339 date-time")
 		}
 		p.ts = t
-		p.arena = p.arena[:off]
 	case fTenantID, fAgentID, fTokenID, fToolName:
 		p.checkLength(ptr, s, 1, 256)
+		return nil
 	case fParentIdentity:
 		p.checkLength(ptr, s, 0, 512)
+		return nil
 	case fResource:
 		p.checkLength(ptr, s, 0, 2048)
+		return nil
 	case fResourceTenantID:
 		p.checkLength(ptr, s, 0, 256)
+		return nil
 	case fToolParamsHash:
 		if len(s) != 64 || !isLowerHex(s) {
 			p.violate(ptr, "must be 64 lower-case hex digits")
 		}
+		return nil
 	case fTraceID:
 		if len(s) != 0 && (len(s) != 32 || !isLowerHex(s)) {
 			p.violate(ptr, "must be empty or 32 lower-case hex digits")
 		}
+		return nil
 	case fSpanID:
 		if len(s) != 0 && (len(s) != 16 || !isLowerHex(s)) {
 			p.violate(ptr, "must be empty or 16 lower-case hex digits")
 		}
+		return nil
 	case fTokenType:
 		switch string(s) {
 		case "session":
@@ -344,7 +429,6 @@ func (p *auditParser) field(f int) *Error {
 		default:
 			p.violate(ptr, "must be one of session, oauth, m2m, api_key")
 		}
-		p.arena = p.arena[:off]
 	case fPolicyDecision:
 		switch string(s) {
 		case "allow":
@@ -354,29 +438,61 @@ func (p *auditParser) field(f int) *Error {
 		default:
 			p.violate(ptr, "must be one of allow, deny")
 		}
-		p.arena = p.arena[:off]
 	case fSchemaVersion:
 		if string(s) != SchemaVersion1 {
 			p.violate(ptr, `must be "1"`)
 		}
-		p.arena = p.arena[:off]
 	}
+	// Not a string of the event: its escapes need no keeping.
+	p.esc = p.esc[:mark]
 	return nil
 }
 
+// checkLength checks that s has between min and max characters. min is 0
+// or 1, so a byte length in [min, max] proves it without counting.
 func (p *auditParser) checkLength(ptr string, s []byte, min, max int) {
+	if len(s) >= min && len(s) <= max {
+		return
+	}
 	if n := utf8.RuneCount(s); n < min || n > max {
 		p.violate(ptr, "length must be between "+strconv.Itoa(min)+" and "+strconv.Itoa(max)+" characters")
 	}
 }
 
+// isLowerHex reports whether s holds only the bytes 0-9 and a-f; eight at
+// a time, then one at a time.
 func isLowerHex(s []byte) bool {
+	for len(s) >= 8 {
+		if !isLowerHex8(binary.LittleEndian.Uint64(s)) {
+			return false
+		}
+		s = s[8:]
+	}
 	for _, c := range s {
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return false
 		}
 	}
 	return true
+}
+
+// isLowerHex8 reports whether each byte of x is one of 0-9 a-f. For a
+// byte b below 0x80, b+(0x80-lo) has its high bit set exactly when b >= lo
+// and no carry leaves the byte, so each range test is two additions.
+func isLowerHex8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	if x&highs != 0 {
+		return false
+	}
+	digit := (x + ones*(0x80-'0')) &^ (x + ones*(0x80-'9'-1))
+	af := (x + ones*(0x80-'a')) &^ (x + ones*(0x80-'f'-1))
+	return (digit|af)&highs == highs
+}
+
+// countsAtMost reports whether s has at most max characters (without
+// counting when the bytes alone prove it).
+func countsAtMost(s []byte, max int) bool {
+	return len(s) <= max || utf8.RuneCount(s) <= max
 }
 
 func (p *auditParser) scopeArray(f int) *Error {
@@ -407,14 +523,14 @@ func (p *auditParser) scopeArray(f int) *Error {
 			p.violate(ptr, "must have at most 256 items")
 		}
 		if p.data[p.pos] == '"' {
-			off := len(p.arena)
-			if err := p.str(); err != nil {
+			r, err := p.string()
+			if err != nil {
 				return err
 			}
-			if c := utf8.RuneCount(p.arena[off:]); c < 1 || c > 256 {
+			if r.end == r.off || !countsAtMost(p.bytes(r), 256) {
 				p.violate(ptr+"/"+strconv.Itoa(n), "length must be between 1 and 256 characters")
 			}
-			p.scopes[i] = append(p.scopes[i], strRef{off: int32(off), end: int32(len(p.arena))})
+			p.scopes[i] = append(p.scopes[i], r)
 		} else {
 			if err := p.skip(); err != nil {
 				return err
@@ -464,50 +580,51 @@ func (p *auditParser) attributes() *Error {
 		if n == maxSchemaAttributes {
 			p.violate(ptr, "must have at most 128 properties")
 		}
-		koff := len(p.arena)
-		if err := p.str(); err != nil {
+		k, err := p.string()
+		if err != nil {
 			return err
 		}
-		kend := len(p.arena)
-		if utf8.RuneCount(p.arena[koff:kend]) > 256 {
+		if !countsAtMost(p.bytes(k), 256) {
 			p.violate(ptr, "property name longer than 256 characters")
 		}
-		p.ws()
-		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
-			return p.syntax("want ':'")
+		if p.pos < len(p.data) && p.data[p.pos] == ':' {
+			p.pos++
+		} else {
+			p.ws()
+			if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+				return p.syntax("want ':'")
+			}
+			p.pos++
 		}
-		p.pos++
 		p.ws()
 		if p.pos >= len(p.data) {
 			return p.syntax("unexpected end of input")
 		}
-		ref := strRef{off: int32(koff), end: int32(kend)}
+		ref := attrRef{k: k}
 		switch c := p.data[p.pos]; {
 		case c == '"':
-			if err := p.str(); err != nil {
+			if ref.v, err = p.string(); err != nil {
 				return err
 			}
-			ref.voff, ref.vend = int32(kend), int32(len(p.arena))
 		case c == '-' || (c >= '0' && c <= '9'):
 			start := p.pos
 			if err := p.number(); err != nil {
 				return err
 			}
-			p.arena = append(p.arena, p.data[start:p.pos]...)
-			ref.voff, ref.vend = int32(kend), int32(len(p.arena))
+			ref.v = span{off: int32(start), end: int32(p.pos)}
 		case c == 't' || c == 'f':
 			if err := p.skip(); err != nil {
 				return err
 			}
-			ref.constant, ref.haveConstant = "true", true
+			ref.boolean = attrTrue
 			if c == 'f' {
-				ref.constant = "false"
+				ref.boolean = attrFalse
 			}
 		default:
 			if err := p.skip(); err != nil {
 				return err
 			}
-			p.violate(ptr+"/"+pointerToken(string(p.arena[koff:kend])), "must be a string, number or boolean")
+			p.violate(ptr+"/"+pointerToken(string(p.bytes(k))), "must be a string, number or boolean")
 		}
 		p.attrs = append(p.attrs, ref)
 		p.ws()
@@ -535,28 +652,42 @@ func pointerToken(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// event builds the AuditEvent from the arena: one string allocation for
-// all string fields.
+// stringFields are the top-level properties that are strings of the
+// event as sent.
+var stringFields = [...]int{fTenantID, fAgentID, fParentIdentity, fTokenID, fToolName,
+	fToolParamsHash, fResource, fResourceTenantID, fTraceID, fSpanID}
+
+// event builds the AuditEvent: its strings are copied into one allocation
+// of exactly their size, from data or, for strings with escapes, esc.
 func (p *auditParser) event() (AuditEvent, *Error) {
-	// The strings of the event share one copy of the arena: p is dropped
-	// after this, so the arena is never written again and can be that copy.
-	all := unsafe.String(unsafe.SliceData(p.arena), len(p.arena))
-	get := func(r strRef) string { return all[r.off:r.end] }
+	n := 0
+	for _, f := range stringFields {
+		n += p.copied(p.fields[f])
+	}
+	for _, l := range p.scopes {
+		for _, r := range l {
+			n += p.copied(r)
+		}
+	}
+	for _, r := range p.attrs {
+		n += p.copied(r.k) + p.copied(r.v)
+	}
+	c := stringCopier{buf: make([]byte, n)}
 	ev := AuditEvent{
 		EventID:          p.eventID,
 		TS:               p.ts,
-		TenantID:         get(p.fields[fTenantID]),
-		AgentID:          get(p.fields[fAgentID]),
-		ParentIdentity:   get(p.fields[fParentIdentity]),
-		TokenID:          get(p.fields[fTokenID]),
+		TenantID:         p.out(&c, (p.fields[fTenantID])),
+		AgentID:          p.out(&c, (p.fields[fAgentID])),
+		ParentIdentity:   p.out(&c, (p.fields[fParentIdentity])),
+		TokenID:          p.out(&c, (p.fields[fTokenID])),
 		TokenType:        p.tokenType,
-		ToolName:         get(p.fields[fToolName]),
-		ToolParamsHash:   get(p.fields[fToolParamsHash]),
-		Resource:         get(p.fields[fResource]),
-		ResourceTenantID: get(p.fields[fResourceTenantID]),
+		ToolName:         p.out(&c, (p.fields[fToolName])),
+		ToolParamsHash:   p.out(&c, (p.fields[fToolParamsHash])),
+		Resource:         p.out(&c, (p.fields[fResource])),
+		ResourceTenantID: p.out(&c, (p.fields[fResourceTenantID])),
 		PolicyDecision:   p.decision,
-		TraceID:          get(p.fields[fTraceID]),
-		SpanID:           get(p.fields[fSpanID]),
+		TraceID:          p.out(&c, (p.fields[fTraceID])),
+		SpanID:           p.out(&c, (p.fields[fSpanID])),
 		SchemaVersion:    SchemaVersion1,
 	}
 	// Both scope lists in one allocation; each is capped at its length,
@@ -564,10 +695,10 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 	if n0, n1 := len(p.scopes[0]), len(p.scopes[1]); n0+n1 > 0 {
 		out := make([]string, n0+n1)
 		for j, r := range p.scopes[0] {
-			out[j] = get(r)
+			out[j] = p.out(&c, (r))
 		}
 		for j, r := range p.scopes[1] {
-			out[n0+j] = get(r)
+			out[n0+j] = p.out(&c, (r))
 		}
 		if n0 > 0 {
 			ev.DelegationScope = out[:n0:n0]
@@ -578,64 +709,142 @@ func (p *auditParser) event() (AuditEvent, *Error) {
 	}
 	if len(p.attrs) > 0 {
 		m := make(map[string]string, len(p.attrs))
-		for _, r := range p.attrs {
-			v := r.constant
-			if !r.haveConstant {
-				v = all[r.voff:r.vend]
+		for i, r := range p.attrs {
+			k := p.out(&c, (r.k))
+			var v string
+			switch r.boolean {
+			case attrTrue:
+				v = "true"
+			case attrFalse:
+				v = "false"
+			default:
+				v = p.out(&c, (r.v))
 			}
-			k := get(r)
-			if _, dup := m[k]; dup {
+			// A new key grows the map by one: no separate lookup.
+			if m[k] = v; len(m) != i+1 {
 				return AuditEvent{}, &Error{Reason: ReasonInvalidJSON, Err: fmt.Errorf("%w %s in /attributes", errDuplicateKey, quote(k))}
 			}
-			m[k] = v
 		}
 		ev.Attributes = m
 	}
 	return ev, nil
 }
 
-// str decodes the JSON string at p.pos (a '"') and appends it to the arena.
-func (p *auditParser) str() *Error {
-	p.pos++
-	start := p.pos
+// copied returns how many bytes of s the event's allocation holds: all,
+// unless s can be a view of shared data.
+func (p *auditParser) copied(s span) int {
+	if p.share && !s.esc {
+		return 0
+	}
+	return int(s.end - s.off)
+}
+
+// out returns s as a string of the event: copied by c, or a view of
+// shared data.
+func (p *auditParser) out(c *stringCopier, s span) string {
+	b := p.bytes(s)
+	if p.share && !s.esc {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return c.put(b)
+}
+
+// stringCopier makes strings of buf, front to back: buf is never
+// written again where a string was made, so the string can be it.
+type stringCopier struct {
+	buf []byte
+	w   int
+}
+
+func (c *stringCopier) put(b []byte) string {
+	n := copy(c.buf[c.w:], b)
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(&c.buf[c.w], n)
+	c.w += n
+	return s
+}
+
+// string decodes the JSON string at p.pos (a '"') and returns where its
+// decoded bytes are. A string without escapes is the bytes
+// between its quotes, found eight bytes at a time. The high bits of the
+// bytes read go to p.high: outside strings the grammar admits only ASCII.
+func (p *auditParser) string() (span, *Error) {
 	d := p.data
+	i := p.pos + 1
+	start := i
+	// Skip plain bytes eight at a time, up to the first quote, backslash
+	// or control character: each test below flags such a byte, and a
+	// borrow can only flag bytes after a flagged one, so the lowest flag
+	// is exact.
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	var high uint64
+	for i+8 <= len(d) {
+		x := binary.LittleEndian.Uint64(d[i:])
+		high |= x
+		q, b := x^(ones*'"'), x^(ones*'\\')
+		if m := ((x-ones*0x20)&^x | (q-ones)&^q | (b-ones)&^b) & highs; m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			goto special
+		}
+		i += 8
+	}
+	for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
+		high |= uint64(d[i])
+		i++
+	}
+special:
+	p.high |= high
+	p.pos = i
+	if i >= len(d) {
+		return span{}, p.syntax("unterminated string")
+	}
+	switch d[i] {
+	case '"':
+		p.pos = i + 1
+		return span{off: int32(start), end: int32(i)}, nil
+	case '\\':
+		return p.escapedString(start)
+	}
+	return span{}, p.syntax("control character in string")
+}
+
+// escapedString goes on decoding the string that starts at start, from
+// its first escape at p.pos, into esc.
+func (p *auditParser) escapedString(start int) (span, *Error) {
+	d := p.data
+	off := len(p.esc)
+	p.esc = append(p.esc, d[start:p.pos]...)
 	for {
-		// Skip plain bytes eight at a time: stop at a word holding a quote,
-		// a backslash or a control character (or a false positive next to
-		// one), which the byte loop below then handles.
-		const ones, highs = 0x0101010101010101, 0x8080808080808080
-		for p.pos+8 <= len(d) {
-			x := binary.LittleEndian.Uint64(d[p.pos:])
-			q, b := x^(ones*'"'), x^(ones*'\\')
-			if ((x-ones*0x20)&^x|(q-ones)&^q|(b-ones)&^b)&highs != 0 {
-				break
-			}
-			p.pos += 8
+		// d[p.pos] is a backslash.
+		if err := p.escape(); err != nil {
+			return span{}, err
 		}
-		for p.pos < len(d) && d[p.pos] != '"' && d[p.pos] != '\\' && d[p.pos] >= 0x20 {
-			p.pos++
+		i := p.pos
+		var high byte
+		for i < len(d) && d[i] != '"' && d[i] != '\\' && d[i] >= 0x20 {
+			high |= d[i]
+			i++
 		}
-		if p.pos >= len(d) {
-			return p.syntax("unterminated string")
+		p.high |= uint64(high)
+		p.esc = append(p.esc, d[p.pos:i]...)
+		p.pos = i
+		if i >= len(d) {
+			return span{}, p.syntax("unterminated string")
 		}
-		switch d[p.pos] {
+		switch d[i] {
 		case '"':
-			p.arena = append(p.arena, d[start:p.pos]...)
-			p.pos++
-			return nil
+			p.pos = i + 1
+			return span{off: int32(off), end: int32(len(p.esc)), esc: true}, nil
 		case '\\':
-			p.arena = append(p.arena, d[start:p.pos]...)
-			if err := p.escape(); err != nil {
-				return err
-			}
-			start = p.pos
 		default:
-			return p.syntax("control character in string")
+			return span{}, p.syntax("control character in string")
 		}
 	}
 }
 
-// escape decodes the escape sequence at p.pos (a '\\').
+// escape decodes the escape sequence at p.pos (a '\\') into esc.
 func (p *auditParser) escape() *Error {
 	if p.pos+1 >= len(p.data) {
 		return p.syntax("unterminated string")
@@ -644,17 +853,17 @@ func (p *auditParser) escape() *Error {
 	p.pos += 2
 	switch c {
 	case '"', '\\', '/':
-		p.arena = append(p.arena, c)
+		p.esc = append(p.esc, c)
 	case 'b':
-		p.arena = append(p.arena, '\b')
+		p.esc = append(p.esc, '\b')
 	case 'f':
-		p.arena = append(p.arena, '\f')
+		p.esc = append(p.esc, '\f')
 	case 'n':
-		p.arena = append(p.arena, '\n')
+		p.esc = append(p.esc, '\n')
 	case 'r':
-		p.arena = append(p.arena, '\r')
+		p.esc = append(p.esc, '\r')
 	case 't':
-		p.arena = append(p.arena, '\t')
+		p.esc = append(p.esc, '\t')
 	case 'u':
 		r, ok := p.hex4()
 		if !ok {
@@ -669,7 +878,7 @@ func (p *auditParser) escape() *Error {
 					return p.syntax("invalid \\u escape")
 				}
 				if r2 >= 0xDC00 && r2 < 0xE000 {
-					p.arena = utf8.AppendRune(p.arena, 0x10000+(r-0xD800)<<10+(r2-0xDC00))
+					p.esc = utf8.AppendRune(p.esc, 0x10000+(r-0xD800)<<10+(r2-0xDC00))
 					return nil
 				}
 			}
@@ -678,7 +887,7 @@ func (p *auditParser) escape() *Error {
 		if r >= 0xDC00 && r < 0xE000 {
 			return &Error{Reason: ReasonInvalidUTF8, Err: fmt.Errorf("%w at offset %d", errLoneSurrogate, p.pos)}
 		}
-		p.arena = utf8.AppendRune(p.arena, r)
+		p.esc = utf8.AppendRune(p.esc, r)
 	default:
 		p.pos--
 		return p.syntax("invalid escape")
@@ -760,9 +969,9 @@ func (p *auditParser) skip() *Error {
 	}
 	switch c := p.data[p.pos]; {
 	case c == '"':
-		off := len(p.arena)
-		err := p.str()
-		p.arena = p.arena[:off]
+		mark := len(p.esc)
+		_, err := p.string()
+		p.esc = p.esc[:mark]
 		return err
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number()
@@ -860,13 +1069,11 @@ func parseUUID(s []byte) (uuid.UUID, bool) {
 }
 
 func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
+	if d := c - '0'; d <= 9 {
+		return d, true
+	}
+	if l := c | 0x20 - 'a'; l <= 5 { // c|0x20 maps A-F to a-f only
+		return l + 10, true
 	}
 	return 0, false
 }
@@ -951,8 +1158,25 @@ func parseDateTime(s []byte) (time.Time, bool) {
 			return time.Time{}, false
 		}
 	}
-	t := time.Date(y, time.Month(mo), d, h, mi, sec, ns, time.UTC)
-	return t.Add(-time.Duration(offset) * time.Minute), true
+	// What time.Date(...).Add(-offset) gives (second 60 rolls over the
+	// same way), without its normalisation and zone work.
+	unix := daysSinceEpoch(y, mo, d)*86400 + int64(h*3600+mi*60+sec-offset*60)
+	return time.Unix(unix, int64(ns)).UTC(), true
+}
+
+// daysSinceEpoch returns the days from 1970-01-01 to the valid date
+// y-m-d of the proleptic Gregorian calendar, years 0 to 9999 (the
+// civil-to-days algorithm of H. Hinnant, with years starting in March).
+func daysSinceEpoch(y, m, d int) int64 {
+	if m <= 2 {
+		y-- // -1 for January and February of year 0
+	}
+	era := (y + 400) / 400 // y >= -1: shifted so the division floors
+	era--
+	yoe := y - era*400 // [0, 399]
+	doy := (153*((m+9)%12)+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return int64(era)*146097 + int64(doe) - 719468
 }
 
 func daysIn(month, year int) int {

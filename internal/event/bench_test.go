@@ -8,6 +8,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/agentaudit/agentaudit/internal/procstat"
+	"github.com/agentaudit/agentaudit/internal/sim"
 )
 
 // BenchmarkDecodeSpansProto decodes agentTrace (one trace: invoke_agent with
@@ -103,6 +104,80 @@ func BenchmarkDecodeAuditEvent(b *testing.B) {
 		}
 	}
 	reportPerEvent(b, procstat.SelfCPU()-cpu)
+}
+
+// BenchmarkDecodeAuditEventSim decodes the simulator's audit events (as
+// the detector benchmark's load generator sends them: compact JSON, about
+// 930 bytes, six attributes, no escapes), cycling through 2,000 of them;
+// fullEvent above is pretty-printed and exercises escapes instead.
+func BenchmarkDecodeAuditEventSim(b *testing.B) {
+	msgs := simAuditEvents(b, 2000)
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := 0
+	for _, m := range msgs {
+		if _, err := dec.Decode(m); err != nil {
+			b.Fatal(err)
+		}
+		size += len(m)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(size / len(msgs)))
+	cpu := procstat.SelfCPU()
+	for i := 0; b.Loop(); i++ {
+		if _, err := dec.Decode(msgs[i%len(msgs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerEvent(b, procstat.SelfCPU()-cpu)
+}
+
+// BenchmarkDecodeAuditEventSimShared is BenchmarkDecodeAuditEventSim
+// through DecodeShared: the strings without escapes are not copied.
+func BenchmarkDecodeAuditEventSimShared(b *testing.B) {
+	msgs := simAuditEvents(b, 2000)
+	dec, err := NewAuditDecoder(testEventOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(msgs[0])))
+	cpu := procstat.SelfCPU()
+	for i := 0; b.Loop(); i++ {
+		if _, err := dec.DecodeShared(msgs[i%len(msgs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerEvent(b, procstat.SelfCPU()-cpu)
+}
+
+// simAuditEvents returns the first n audit event messages of the
+// simulator (1,000 agents, timestamps just before testNow).
+func simAuditEvents(tb testing.TB, n int) [][]byte {
+	tb.Helper()
+	cfg := sim.DefaultConfig()
+	cfg.Seed = 42
+	cfg.Tenants, cfg.AgentsPerTenant = 20, 50
+	cfg.Start = testNow.Add(-time.Hour)
+	s, err := sim.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var msgs [][]byte
+	for m := range s.All() {
+		if m.IsTrace() {
+			continue
+		}
+		if msgs = append(msgs, m.Value); len(msgs) == n {
+			break
+		}
+	}
+	if len(msgs) < n {
+		tb.Fatalf("the simulator produced %d audit events, want %d", len(msgs), n)
+	}
+	return msgs
 }
 
 // BenchmarkDecodeAuditEventWithSchema adds the JSON Schema library's
