@@ -476,7 +476,10 @@ func (w *worker) run(gctx context.Context) {
 			}
 			clear(scratch)
 		} else {
-			ev, derr := dec.Decode(msg.Value)
+			// kafka-go gives each message a value slice of its own that
+			// nothing writes: the event's strings may point into it (the
+			// engine copies what it keeps).
+			ev, derr := dec.DecodeShared(msg.Value)
 			if derr != nil {
 				badLbl.Inc() // ingest dead-letters it; the detector skips it
 			} else {
