@@ -1,8 +1,9 @@
 // Command detectbench measures the detector (make bench-detect). ClickHouse
 // (libchdb) and Kafka (kfake) run as child processes, and so does the load
 // generator (this binary re-executed with -produce), so the memory measured
-// is the detector's. Each run uses a fresh database, fresh topics and a
-// fresh consumer group:
+// is the detector's. Each run has a ClickHouse server and a kfake broker of
+// its own (no run inherits an earlier run's data), and fresh topics and
+// consumer groups:
 //
 //  1. latency: simulator background traffic at -rate audit events per second
 //     (with its traces; generated before the clock starts, so the load
@@ -80,6 +81,7 @@ func main() {
 	serverBin := flag.String("agentaudit", "bin/agentaudit", "agentaudit binary (serves ClickHouse)")
 	brokerBin := flag.String("kafkabroker", "bin/kafkabroker", "kafkabroker binary (serves kfake)")
 	work := flag.String("dir", ".cache/bench-detect", "working directory")
+	chDir := flag.String("clickhouse-dir", defaultClickHouseDir(), "where the runs' ClickHouse servers keep their data (removed at the end); default: tmpfs (/dev/shm) when there is one, see defaultClickHouseDir")
 	detectorFlags := flag.String("detector-flags", "", "flags for the detector under test, as cmd/detector takes them (e.g. \"-detect.kafka.fetch-min-bytes=1\"); defaults otherwise")
 	series := flag.Bool("series", false, "print each attack's Kafka timestamp → rule matched latency, in order")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the benchmark process (the detector) here")
@@ -104,7 +106,7 @@ func main() {
 	if *produce {
 		err = runProducer(*brokers, *eventsTopic, *spansTopic, *rate, *duration, *attackEvery, *produceEvery, *maxEvents)
 	} else {
-		err = runBench(*runs, *rate, *duration, *attackEvery, *produceEvery, *maxEvents, *serverBin, *brokerBin, *work, strings.Fields(*detectorFlags), *series)
+		err = runBench(*runs, *rate, *duration, *attackEvery, *produceEvery, *maxEvents, *serverBin, *brokerBin, *work, *chDir, strings.Fields(*detectorFlags), *series)
 	}
 	if err != nil {
 		pprof.StopCPUProfile()
@@ -124,40 +126,23 @@ func simConfig(start time.Time, rate float64) sim.Config {
 	return cfg
 }
 
-func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, serverBin, brokerBin, work string, detFlags []string, series bool) error {
+func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, serverBin, brokerBin, work, chDir string, detFlags []string, series bool) error {
 	ctx := context.Background()
 	_ = os.RemoveAll(work)
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
-	ch, err := chdb.StartProcess(ctx, chdb.Options{DataDir: filepath.Join(work, "clickhouse")}, []string{serverBin, "clickhouse"}, nil)
-	if err != nil {
+	if chDir == "" {
+		chDir = filepath.Join(work, "clickhouse")
+	}
+	if err := os.MkdirAll(chDir, 0o755); err != nil {
 		return err
 	}
-	defer ch.Stop(ctx)
-	// 8 MiB segments: see kafkabroker.FakeOptions.SegmentBytes (kfake's
-	// in-memory segment growth would otherwise stall the broker).
-	broker := exec.Command(brokerBin, "run", "-kind", "kfake", "-port", "0", "-partitions", "4", "-segment-bytes", strconv.Itoa(8<<20))
-	broker.Stderr = io.Discard
-	out, err := broker.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	if err := broker.Start(); err != nil {
-		return fmt.Errorf("start kfake: %w", err)
-	}
-	defer func() { broker.Process.Signal(os.Interrupt); broker.Wait() }()
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		return fmt.Errorf("kfake address: %w", err)
-	}
-	addr = strings.TrimSpace(addr)
-	fmt.Printf("clickhouse %s, kfake %s\n", ch.Addr(), addr)
-
+	defer os.RemoveAll(chDir)
+	fmt.Printf("clickhouse data in %s\n", chDir)
 	var p50s, p99s, eps, rss []float64
 	for r := 1; r <= runs; r++ {
-		pids := []int{os.Getpid(), broker.Process.Pid, ch.PID()}
-		res, err := oneRun(ctx, r, ch.Addr(), addr, pids, rate, duration, attackEvery, produceEvery, maxEvents, work, detFlags, series)
+		res, err := engineRun(ctx, r, rate, duration, attackEvery, produceEvery, maxEvents, serverBin, brokerBin, work, chDir, detFlags, series)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", r, err)
 		}
@@ -170,6 +155,54 @@ func runBench(runs int, rate float64, duration, attackEvery, produceEvery time.D
 	fmt.Printf("detect_max_events_per_sec=%.0f\n", median(eps))
 	fmt.Printf("detect_rss_mb=%.0f\n", median(rss))
 	return nil
+}
+
+// defaultClickHouseDir is a directory on tmpfs (/dev/shm) when the machine
+// has one, else "" (the working directory). The root file system of the
+// machines this was measured on is ext4 without a journal, where creating a
+// file scans past every inode freed in the last ~30 s (ext4's
+// recently_deleted check, 70 % of a profile of the server during inserts);
+// ClickHouse creates ~20 files per part, and a one-row insert there cost
+// up to 27 ms of kernel CPU instead of 2 ms (tmpfs). ClickHouse does not
+// fsync inserted parts by default, so tmpfs costs what a healthy journaled
+// file system's page cache does.
+func defaultClickHouseDir() string {
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		return filepath.Join("/dev/shm", fmt.Sprintf("agentaudit-bench-detect-%d", os.Getpid()))
+	}
+	return ""
+}
+
+// engineRun is one run on a ClickHouse server and a kfake broker of its
+// own: kfake keeps every message in its process's memory, and with the
+// earlier runs' topics still there its CPU per run grew (Kafka CPU-seconds
+// 5.0, 4.5, 6.1 and produce acknowledgements up to 0.5 s by the third run).
+func engineRun(ctx context.Context, r int, rate float64, duration, attackEvery, produceEvery time.Duration, maxEvents int, serverBin, brokerBin, work, chDir string, detFlags []string, series bool) (result, error) {
+	ch, err := chdb.StartProcess(ctx, chdb.Options{DataDir: filepath.Join(chDir, strconv.Itoa(r))}, []string{serverBin, "clickhouse"}, nil)
+	if err != nil {
+		return result{}, err
+	}
+	defer ch.Stop(ctx)
+	// 8 MiB segments: see kafkabroker.FakeOptions.SegmentBytes (kfake's
+	// in-memory segment growth would otherwise stall the broker).
+	broker := exec.Command(brokerBin, "run", "-kind", "kfake", "-port", "0", "-partitions", "4", "-segment-bytes", strconv.Itoa(8<<20))
+	broker.Stderr = io.Discard
+	out, err := broker.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	if err := broker.Start(); err != nil {
+		return result{}, fmt.Errorf("start kfake: %w", err)
+	}
+	defer func() { broker.Process.Signal(os.Interrupt); broker.Wait() }()
+	addr, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		return result{}, fmt.Errorf("kfake address: %w", err)
+	}
+	addr = strings.TrimSpace(addr)
+	fmt.Printf("run %d: clickhouse %s, kfake %s\n", r, ch.Addr(), addr)
+	pids := []int{os.Getpid(), broker.Process.Pid, ch.PID()}
+	return oneRun(ctx, r, ch.Addr(), addr, pids, rate, duration, attackEvery, produceEvery, maxEvents, work, detFlags, series)
 }
 
 type result struct {
