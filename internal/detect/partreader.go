@@ -20,7 +20,7 @@ const stallTimeout = 10 * time.Second
 //
 // kafka-go's Reader does the same in a goroutine of its own and hands every
 // message over a channel, resets the connection's read deadline per
-// message and, with a fetch wait as short as the detector's (10 ms), gives
+// message and, with a fetch wait as short as the detector's (5 ms), gives
 // the broker the wait minus a quarter for the round trip and the socket
 // the wait alone: a broker that answers a little late (a busy machine)
 // has its connection closed and dialled again. Here the broker is asked
