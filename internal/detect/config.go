@@ -22,6 +22,7 @@ type Config struct {
 	State           StateCaps          `yaml:"state"`
 	WarmLookback    time.Duration      `yaml:"warm_lookback"`
 	InsertMaxRows   int                `yaml:"insert_max_rows"`
+	InsertNice      int                `yaml:"insert_nice"`
 	CommitInterval  time.Duration      `yaml:"commit_interval"`
 	Retry           RetryConfig        `yaml:"retry"`
 	FetchMaxWait    time.Duration      `yaml:"fetch_max_wait"`
@@ -97,6 +98,7 @@ func (c *Config) RegisterFlagsWithPrefix(p string, fs *flag.FlagSet) {
 	fs.IntVar(&c.State.Revoked, p+"state.max-revoked", 1_000_000, "revoked tokens kept in memory")
 	fs.DurationVar(&c.WarmLookback, p+"warm-lookback", 7*24*time.Hour, "how far back (before the latest stored event) state is warmed from ClickHouse at start; 0 disables warming")
 	fs.IntVar(&c.InsertMaxRows, p+"insert.max-rows", 1000, "most detection rows per insert")
+	fs.IntVar(&c.InsertNice, p+"insert.nice", -10, "Linux nice value ClickHouse gives the threads of the detection and outbox inserts (its os_thread_priority setting: lower is more CPU; ClickHouse ignores it without CAP_SYS_NICE), -20..19; they are a few rows on the way to every webhook, ahead of bulk inserts and merges; 0: no change")
 	fs.DurationVar(&c.CommitInterval, p+"commit-interval", time.Second, "how often consumed offsets are committed (only past stored and acted detections)")
 	fs.DurationVar(&c.Retry.MinBackoff, p+"retry.min-backoff", 50*time.Millisecond, "first retry backoff")
 	fs.DurationVar(&c.Retry.MaxBackoff, p+"retry.max-backoff", 5*time.Second, "largest retry backoff")
@@ -138,6 +140,9 @@ func (c *Config) Validate() error {
 		add("warm_lookback", fmt.Errorf("%w: must not be negative", config.ErrInvalid))
 	}
 	positive("insert_max_rows", int64(c.InsertMaxRows))
+	if c.InsertNice < -20 || c.InsertNice > 19 {
+		add("insert_nice", fmt.Errorf("%w: %d is not a nice value (-20..19)", config.ErrInvalid, c.InsertNice))
+	}
 	positive("commit_interval", int64(c.CommitInterval))
 	positive("retry.min_backoff", int64(c.Retry.MinBackoff))
 	if c.Retry.MaxBackoff < c.Retry.MinBackoff {

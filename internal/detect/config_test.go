@@ -80,3 +80,16 @@ func TestFetchMinBytesValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestInsertNiceValidated: the inserts' nice value must be one Linux has.
+func TestInsertNiceValidated(t *testing.T) {
+	for nice, valid := range map[int]bool{-21: false, -20: true, 0: true, 19: true, 20: false} {
+		var c ServiceConfig
+		c.RegisterFlags(newFlagSet())
+		c.Detect.InsertNice = nice
+		err := config.Validate(&c)
+		if mentions := err != nil && strings.Contains(err.Error(), "detect.insert_nice"); mentions == valid {
+			t.Errorf("insert nice %d: err = %v", nice, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -294,9 +295,13 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 		}
 	}
 	if len(acts) > 0 {
+		pctx := ctx
+		if s.cfg.InsertNice != 0 {
+			pctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"os_thread_priority": s.cfg.InsertNice}))
+		}
 		go func() {
 			for attempt := 0; ; attempt++ {
-				rel, err := ba.PrepareBatch(ctx, acts)
+				rel, err := ba.PrepareBatch(pctx, acts)
 				if err == nil {
 					release = rel
 					prepared <- true
@@ -316,7 +321,7 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 	}
 	stored := true
 	for attempt := 0; ; attempt++ {
-		err := insertDetections(ctx, s.conn, rows)
+		err := insertDetections(ctx, s.conn, rows, s.cfg.InsertNice)
 		if err == nil {
 			break
 		}

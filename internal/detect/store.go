@@ -23,7 +23,7 @@ suppressed_count, attributes, version`
 // ClickHouse acknowledged them. The insert carries a deduplication token
 // derived from the rows' ids and versions, so a retry of an insert that was
 // applied but not acknowledged is not applied twice.
-func insertDetections(ctx context.Context, conn driver.Conn, ds []event.Detection) error {
+func insertDetections(ctx context.Context, conn driver.Conn, ds []event.Detection, nice int) error {
 	h := sha256.New()
 	var b [8]byte
 	for i := range ds {
@@ -31,9 +31,11 @@ func insertDetections(ctx context.Context, conn driver.Conn, ds []event.Detectio
 		binary.BigEndian.PutUint64(b[:], ds[i].Version)
 		h.Write(b[:])
 	}
-	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-		"insert_deduplication_token": "detect-" + hex.EncodeToString(h.Sum(nil)[:16]),
-	}))
+	settings := clickhouse.Settings{"insert_deduplication_token": "detect-" + hex.EncodeToString(h.Sum(nil)[:16])}
+	if nice != 0 {
+		settings["os_thread_priority"] = nice
+	}
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(settings))
 	batch, err := conn.PrepareBatch(ctx, "INSERT INTO detections ("+detectionColumns+")")
 	if err != nil {
 		return fmt.Errorf("prepare insert into detections: %w", err)
