@@ -417,14 +417,14 @@ func oneRun(ctx context.Context, r int, chAddr, brokerAddr string, pids []int, r
 	var first, eventsDone, last time.Time
 	deadline = time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
-		n := consumed(reg, evT)
-		if n > 0 && first.IsZero() {
+		n := consumed(reg, evT, spT)
+		if n[0] > 0 && first.IsZero() {
 			first = time.Now()
 		}
-		if n >= float64(produced) && eventsDone.IsZero() {
+		if n[0] >= float64(produced) && eventsDone.IsZero() {
 			eventsDone = time.Now()
 		}
-		if !eventsDone.IsZero() && consumed(reg, spT) >= float64(traces) {
+		if !eventsDone.IsZero() && n[1] >= float64(traces) {
 			last = time.Now()
 			break
 		}
@@ -518,21 +518,21 @@ func startDetector(conn clickhouse.Conn, db, broker, evT, spT, group, rules stri
 }
 
 // consumed sums agentaudit_detector_events_total{topic} over its outcomes
-// (processed, invalid, skipped).
-func consumed(reg *prometheus.Registry, topic string) float64 {
+// (processed, invalid, skipped), for each topic, from one gathering.
+func consumed(reg *prometheus.Registry, topics ...string) []float64 {
+	n := make([]float64, len(topics))
 	mfs, err := reg.Gather()
 	if err != nil {
-		return 0
+		return n
 	}
-	n := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() != "agentaudit_detector_events_total" {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "topic" && l.GetValue() == topic {
-					n += m.GetCounter().GetValue()
+				if i := slices.Index(topics, l.GetValue()); l.GetName() == "topic" && i >= 0 {
+					n[i] += m.GetCounter().GetValue()
 				}
 			}
 		}

@@ -262,6 +262,5 @@ func sendStats(ms []float64) string {
 		return ""
 	}
 	slices.Sort(ms)
-	q := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
-	return fmt.Sprintf("p50=%.1f p99=%.1f max=%.1f", q(0.5), q(0.99), ms[len(ms)-1])
+	return fmt.Sprintf("p50=%.1f p99=%.1f max=%.1f", quantile(ms, 0.5), quantile(ms, 0.99), ms[len(ms)-1])
 }
