@@ -295,10 +295,7 @@ func (k *sink) flush(ctx context.Context, batch []item) bool {
 		}
 	}
 	if len(acts) > 0 {
-		pctx := ctx
-		if s.cfg.InsertNice != 0 {
-			pctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"os_thread_priority": s.cfg.InsertNice}))
-		}
+		pctx := clickhouse.Context(ctx, clickhouse.WithSettings(insertSettings(s.cfg.InsertNice)))
 		go func() {
 			for attempt := 0; ; attempt++ {
 				rel, err := ba.PrepareBatch(pctx, acts)

@@ -19,6 +19,17 @@ const detectionColumns = `detection_id, ts, event_ts, rule_id, severity, tenant_
 token_id, token_type, tool_name, resource_tenant_id, evidence_event_ids, trace_id, summary,
 suppressed_count, attributes, version`
 
+// insertSettings are the settings of the inserts on the way to a webhook
+// (detections, outbox rows): ClickHouse runs their threads at nice
+// (os_thread_priority, -detect.insert.nice); 0 leaves them alone.
+func insertSettings(nice int) clickhouse.Settings {
+	s := clickhouse.Settings{}
+	if nice != 0 {
+		s["os_thread_priority"] = nice
+	}
+	return s
+}
+
 // insertDetections writes rows to the detections table and returns once
 // ClickHouse acknowledged them. The insert carries a deduplication token
 // derived from the rows' ids and versions, so a retry of an insert that was
@@ -31,10 +42,8 @@ func insertDetections(ctx context.Context, conn driver.Conn, ds []event.Detectio
 		binary.BigEndian.PutUint64(b[:], ds[i].Version)
 		h.Write(b[:])
 	}
-	settings := clickhouse.Settings{"insert_deduplication_token": "detect-" + hex.EncodeToString(h.Sum(nil)[:16])}
-	if nice != 0 {
-		settings["os_thread_priority"] = nice
-	}
+	settings := insertSettings(nice)
+	settings["insert_deduplication_token"] = "detect-" + hex.EncodeToString(h.Sum(nil)[:16])
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(settings))
 	batch, err := conn.PrepareBatch(ctx, "INSERT INTO detections ("+detectionColumns+")")
 	if err != nil {
